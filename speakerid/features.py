@@ -1,0 +1,82 @@
+"""Audio features: 13 MFCC at 100 Hz, and the one definition of an audio window.
+
+The model's timeline is 25 fps video and 100 Hz MFCC, so one video frame spans exactly four
+MFCC columns. Video window ``i`` is frames ``[i, i + 5)`` (0.2 s); the audio window that belongs
+to it is MFCC columns ``[4 i, 4 i + 20)``. An audio shift of ``s`` columns (10 ms each) moves
+that to ``[4 i + s, 4 i + s + 20)``: positive ``s`` looks later in the audio, which is how a
+video whose audio lags (offset_ms > 0) is matched. Every module uses these helpers.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+SAMPLE_RATE = 16_000
+"""Audio sample rate of the model's input (Hz)."""
+MFCC_RATE = 100
+"""MFCC columns per second (10 ms hop)."""
+VIDEO_FPS = 25
+"""Frame rate of the model's video timeline."""
+NUM_CEPSTRA = 13
+COLS_PER_FRAME = MFCC_RATE // VIDEO_FPS  # 4
+WINDOW_FRAMES = 5
+"""Video frames per model window (0.2 s)."""
+WINDOW_COLS = WINDOW_FRAMES * COLS_PER_FRAME  # 20
+MS_PER_COL = 1000 // MFCC_RATE  # 10
+MS_PER_FRAME = 1000 // VIDEO_FPS  # 40
+
+
+def compute_mfcc(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """13 MFCC per 10 ms of mono audio, as a float32 array of shape ``(13, T)``.
+
+    Column ``j`` is computed from samples ``[160 j, 160 j + 400)`` (25 ms window). ``T`` is
+    ``len(audio) // 160`` rounded as python_speech_features frames it (at least 1 for any
+    non-empty input).
+    """
+    from python_speech_features import mfcc
+
+    audio = np.asarray(audio, dtype=np.float32).reshape(-1)
+    if sample_rate != SAMPLE_RATE:
+        raise ValueError(f"compute_mfcc expects {SAMPLE_RATE} Hz audio, got {sample_rate} Hz")
+    if audio.size == 0:
+        return np.zeros((NUM_CEPSTRA, 0), np.float32)
+    # python_speech_features pads the tail so every sample lands in a frame; keep exactly
+    # the columns whose hop start lies inside the signal so T does not depend on padding.
+    feats = mfcc(audio, samplerate=sample_rate, winlen=0.025, winstep=0.01,
+                 numcep=NUM_CEPSTRA, nfilt=26, nfft=512)
+    n_cols = max(1, int(np.ceil(audio.size / (sample_rate / MFCC_RATE))))
+    return np.ascontiguousarray(feats[:n_cols].T, dtype=np.float32)
+
+
+def window_cols(i: int, shift_cols: int = 0) -> tuple[int, int]:
+    """MFCC column range ``[start, stop)`` of the audio window for video window ``i``."""
+    start = COLS_PER_FRAME * int(i) + int(shift_cols)
+    return start, start + WINDOW_COLS
+
+
+def audio_window(mfcc: np.ndarray, i: int, shift_cols: int = 0) -> np.ndarray | None:
+    """The ``(13, 20)`` audio window for video window ``i`` shifted by ``shift_cols``.
+
+    Returns ``None`` when the window would reach outside the audio.
+    """
+    start, stop = window_cols(i, shift_cols)
+    if start < 0 or stop > mfcc.shape[1]:
+        return None
+    return mfcc[:, start:stop]
+
+
+def num_windows(num_frames: int, num_cols: int | None = None) -> int:
+    """How many full video windows fit ``num_frames`` frames (and ``num_cols`` MFCC columns)."""
+    n = max(0, int(num_frames) - WINDOW_FRAMES + 1)
+    if num_cols is not None:
+        n = min(n, max(0, (int(num_cols) - WINDOW_COLS) // COLS_PER_FRAME + 1))
+    return n
+
+
+def shift_to_ms(shift_cols: int | float) -> float:
+    """Audio shift in MFCC columns → offset in ms (``offset_ms = t_audio − t_video``)."""
+    return float(shift_cols) * MS_PER_COL
+
+
+def ms_to_shift(offset_ms: float) -> int:
+    """Offset in ms → nearest audio shift in MFCC columns."""
+    return int(round(float(offset_ms) / MS_PER_COL))

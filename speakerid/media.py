@@ -1,0 +1,485 @@
+"""Media I/O with PyAV: probe, stream frames, decode aligned audio, map time lines, encode mp4.
+
+Conventions used across speakerid:
+
+* **Time zero is the first video frame.** Audio returned by :func:`read_audio` starts at the
+  presentation time of the first decoded video frame (padded with silence or trimmed), so audio
+  sample ``n`` plays at ``n / 16000`` s after that frame.
+* **The model's timeline** is 25 fps from that first frame. :class:`Timeline` maps each 25 fps
+  frame to the source frame shown at that time (by timestamps, so 24/29.97/30/50/60 fps and
+  variable frame rate all work) and maps source frames back, so results are reported in the
+  source's own frame numbers and seconds.
+* Inputs are never written to; outputs go to a temporary file beside the target and are renamed
+  into place only when complete.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from .errors import (
+    CorruptMediaError,
+    EmptyMediaError,
+    InputNotFoundError,
+    NoAudioStreamError,
+    NoVideoStreamError,
+    NotAMediaFileError,
+    OutputExistsError,
+    UnsupportedCodecError,
+    UnsupportedFrameRateError,
+)
+from .features import SAMPLE_RATE, VIDEO_FPS
+
+PathLike = str | os.PathLike
+
+MIN_SOURCE_FPS = 5.0
+MAX_SOURCE_FPS = 240.0
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    """What a media file holds, read from its container and first frames."""
+
+    path: str
+    container: str
+    duration_s: float
+    has_video: bool
+    width: int = 0
+    height: int = 0
+    rotation: int = 0
+    """Clockwise rotation (0/90/180/270) a player applies; frames from speakerid are upright."""
+    fps: float = 0.0
+    """Average frame rate of the video stream (frames / second)."""
+    num_frames: int = 0
+    """Frame count from the container, or an estimate from duration × fps when it has none."""
+    video_codec: str = ""
+    video_start_s: float = 0.0
+    has_audio: bool = False
+    audio_rate: int = 0
+    audio_channels: int = 0
+    audio_codec: str = ""
+    audio_start_s: float = 0.0
+
+    @property
+    def display_size(self) -> tuple[int, int]:
+        """(width, height) of upright frames, after rotation."""
+        if self.rotation in (90, 270):
+            return self.height, self.width
+        return self.width, self.height
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One decoded video frame: its index in the source, its time (s from the first frame)."""
+
+    index: int
+    time: float
+    image: np.ndarray
+    """Upright pixels: H×W×3 uint8 BGR (OpenCV order), or H×W uint8 when decoded as gray."""
+
+
+def _check_path(path: PathLike) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise InputNotFoundError(f"{p}: no such file")
+    if not p.is_file():
+        raise InputNotFoundError(f"{p}: not a regular file")
+    if p.stat().st_size == 0:
+        raise EmptyMediaError(f"{p}: file is empty (0 bytes)")
+    return p
+
+
+@contextlib.contextmanager
+def _open(path: PathLike):
+    import av
+
+    p = _check_path(path)
+    try:
+        container = av.open(str(p), mode="r")
+    except av.error.InvalidDataError as e:
+        raise NotAMediaFileError(f"{p}: not a media file FFmpeg can read ({e})") from e
+    except av.error.FFmpegError as e:
+        raise NotAMediaFileError(f"{p}: cannot open as media ({e})") from e
+    try:
+        yield container
+    finally:
+        container.close()
+
+
+def _rotation_of(stream, first_frame=None) -> int:
+    rot = 0
+    if first_frame is not None and getattr(first_frame, "rotation", None) is not None:
+        rot = int(first_frame.rotation)
+    else:
+        try:
+            rot = int(float(stream.metadata.get("rotate", 0)))
+        except (TypeError, ValueError):
+            rot = 0
+    # PyAV reports the display matrix angle counter-clockwise; players rotate clockwise.
+    return (-rot) % 360 if first_frame is not None else rot % 360
+
+
+def _check_codec(stream, p: Path, kind: str) -> None:
+    try:
+        ctx = stream.codec_context
+        ok = ctx is not None and ctx.codec is not None
+    except Exception:  # noqa: BLE001 - PyAV raises several types for unknown codecs
+        ok = False
+    if not ok:
+        raise UnsupportedCodecError(f"{p}: the {kind} stream's codec cannot be decoded by this FFmpeg build")
+
+
+def probe(path: PathLike) -> MediaInfo:
+    """Read a file's metadata (decodes one video frame for rotation and to prove it decodes)."""
+    import av
+
+    p = _check_path(path)
+    with _open(p) as c:
+        vs = c.streams.video[0] if c.streams.video else None
+        aus = c.streams.audio[0] if c.streams.audio else None
+        if vs is None and aus is None:
+            raise NotAMediaFileError(f"{p}: contains neither a video nor an audio stream")
+        duration = float(c.duration) / 1e6 if c.duration else 0.0
+        kw: dict = {}
+        if vs is not None:
+            _check_codec(vs, p, "video")
+            fps = float(vs.average_rate) if vs.average_rate else (float(vs.guessed_rate) if vs.guessed_rate else 0.0)
+            first = None
+            try:
+                for first in c.decode(vs):
+                    break
+            except av.error.FFmpegError as e:
+                raise CorruptMediaError(f"{p}: video stream cannot be decoded ({e})") from e
+            if first is None:
+                raise EmptyMediaError(f"{p}: video stream has no frames")
+            vdur = float(vs.duration * vs.time_base) if vs.duration and vs.time_base else duration
+            n = int(vs.frames) if vs.frames else int(round(vdur * fps))
+            kw.update(width=first.width, height=first.height, rotation=_rotation_of(vs, first), fps=fps,
+                      num_frames=n, video_codec=vs.codec_context.name,
+                      video_start_s=float(first.time or 0.0))
+            duration = duration or vdur
+        if aus is not None:
+            _check_codec(aus, p, "audio")
+            start = float(aus.start_time * aus.time_base) if aus.start_time is not None and aus.time_base else 0.0
+            kw.update(has_audio=True, audio_rate=int(aus.codec_context.sample_rate or aus.rate or 0),
+                      audio_channels=int(aus.codec_context.channels or 0) if hasattr(aus.codec_context, "channels") else 0,
+                      audio_codec=aus.codec_context.name, audio_start_s=start)
+            if not kw["audio_channels"]:
+                with contextlib.suppress(Exception):
+                    kw["audio_channels"] = aus.codec_context.layout.nb_channels
+        return MediaInfo(path=str(p), container=c.format.name, duration_s=duration, has_video=vs is not None, **kw)
+
+
+def require_video(info: MediaInfo) -> None:
+    if not info.has_video:
+        raise NoVideoStreamError(f"{info.path}: has no video stream")
+    if not (MIN_SOURCE_FPS <= info.fps <= MAX_SOURCE_FPS) and info.fps != 0:
+        raise UnsupportedFrameRateError(
+            f"{info.path}: frame rate {info.fps:.3f} fps is outside {MIN_SOURCE_FPS:g}–{MAX_SOURCE_FPS:g} fps")
+
+
+def require_audio(info: MediaInfo) -> None:
+    if not info.has_audio:
+        raise NoAudioStreamError(f"{info.path}: has no audio stream (speech is needed for this)")
+
+
+def _upright(img: np.ndarray, rotation: int) -> np.ndarray:
+    if rotation == 90:
+        return np.ascontiguousarray(np.rot90(img, k=-1))
+    if rotation == 180:
+        return np.ascontiguousarray(img[::-1, ::-1])
+    if rotation == 270:
+        return np.ascontiguousarray(np.rot90(img, k=1))
+    return img
+
+
+def iter_frames(path: PathLike, *, gray: bool = False, max_width: int | None = None,
+                indices: Iterable[int] | None = None) -> Iterator[Frame]:
+    """Stream decoded video frames in presentation order, never holding more than one.
+
+    ``time`` is seconds after the first frame. ``max_width`` downscales on decode (cheaper
+    than decoding full size then resizing). ``indices``: yield only these source frame numbers
+    (all frames are still decoded: H.264 cannot skip), and stop after the last one.
+    """
+    import av
+
+    p = _check_path(path)
+    wanted = None
+    last_wanted = None
+    if indices is not None:
+        wanted = set(int(i) for i in indices)
+        last_wanted = max(wanted) if wanted else -1
+    with _open(p) as c:
+        if not c.streams.video:
+            raise NoVideoStreamError(f"{p}: has no video stream")
+        vs = c.streams.video[0]
+        _check_codec(vs, p, "video")
+        vs.thread_type = "AUTO"
+        rotation = None
+        t0 = None
+        idx = -1
+        fmt = "gray" if gray else "bgr24"
+        try:
+            for f in c.decode(vs):
+                idx += 1
+                if rotation is None:
+                    rotation = _rotation_of(vs, f)
+                t = float(f.time) if f.time is not None else idx / float(vs.average_rate or VIDEO_FPS)
+                if t0 is None:
+                    t0 = t
+                if wanted is not None:
+                    if idx > last_wanted:
+                        break
+                    if idx not in wanted:
+                        continue
+                w, h = f.width, f.height
+                if max_width and w > max_width:
+                    scale = max_width / w
+                    f = f.reformat(width=max_width // 2 * 2, height=max(2, int(round(h * scale / 2)) * 2), format=fmt)
+                    img = f.to_ndarray()
+                else:
+                    img = f.to_ndarray(format=fmt)
+                yield Frame(index=idx, time=t - t0, image=_upright(img, rotation))
+        except av.error.FFmpegError as e:
+            raise CorruptMediaError(f"{p}: video decoding failed at frame {idx + 1} ({e})") from e
+        if idx < 0:
+            raise EmptyMediaError(f"{p}: video stream has no decodable frames")
+
+
+def read_frame_times(path: PathLike) -> np.ndarray:
+    """Presentation times (s, from the first frame) of every video frame, by demuxing only."""
+    import av
+
+    p = _check_path(path)
+    with _open(p) as c:
+        if not c.streams.video:
+            raise NoVideoStreamError(f"{p}: has no video stream")
+        vs = c.streams.video[0]
+        pts = []
+        try:
+            for pkt in c.demux(vs):
+                if pkt.pts is not None and pkt.size:
+                    pts.append(pkt.pts)
+        except av.error.FFmpegError as e:
+            raise CorruptMediaError(f"{p}: demuxing failed ({e})") from e
+        if not pts:
+            raise EmptyMediaError(f"{p}: video stream has no frames")
+        t = np.sort(np.asarray(pts, dtype=np.float64)) * float(vs.time_base)
+        return t - t[0]
+
+
+def read_audio(path: PathLike, *, sample_rate: int = SAMPLE_RATE, video_start_s: float | None = None) -> np.ndarray:
+    """Decode the first audio stream to mono float32 at ``sample_rate``, aligned to the video.
+
+    Sample 0 plays at the first video frame's presentation time (``video_start_s``, read from
+    the file when not given; 0 for audio-only files). Audio that starts later is padded with
+    silence at the front; audio that starts earlier is trimmed.
+    """
+    import av
+
+    p = _check_path(path)
+    with _open(p) as c:
+        if not c.streams.audio:
+            raise NoAudioStreamError(f"{p}: has no audio stream (speech is needed for this)")
+        aus = c.streams.audio[0]
+        _check_codec(aus, p, "audio")
+        if video_start_s is None:
+            video_start_s = 0.0
+            if c.streams.video:
+                vs = c.streams.video[0]
+                with contextlib.suppress(av.error.FFmpegError):
+                    for f in c.decode(vs):
+                        video_start_s = float(f.time or 0.0)
+                        break
+                c.seek(0)
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+        chunks: list[np.ndarray] = []
+        audio_start = None
+        try:
+            for f in c.decode(aus):
+                if audio_start is None:
+                    audio_start = float(f.time) if f.time is not None else 0.0
+                for g in resampler.resample(f):
+                    chunks.append(g.to_ndarray().reshape(-1))
+            for g in resampler.resample(None):
+                chunks.append(g.to_ndarray().reshape(-1))
+        except av.error.FFmpegError as e:
+            raise CorruptMediaError(f"{p}: audio decoding failed ({e})") from e
+    if audio_start is None or not chunks:
+        raise EmptyMediaError(f"{p}: audio stream has no decodable samples")
+    audio = np.concatenate(chunks).astype(np.float32, copy=False)
+    lead = int(round((audio_start - video_start_s) * sample_rate))
+    if lead > 0:
+        audio = np.concatenate([np.zeros(lead, np.float32), audio])
+    elif lead < 0:
+        audio = audio[-lead:]
+    return audio
+
+
+@dataclass
+class Timeline:
+    """The 25 fps model timeline of a source video, and the maps between the two.
+
+    ``source_times[j]``: time (s from the first frame) of source frame ``j``.
+    ``model_to_source[k]``: the source frame shown at model time ``k / 25`` s (nearest in time).
+    """
+
+    source_times: np.ndarray
+    model_to_source: np.ndarray
+    fps: float = VIDEO_FPS
+
+    @classmethod
+    def from_times(cls, source_times: np.ndarray, fps: float = VIDEO_FPS) -> Timeline:
+        t = np.asarray(source_times, dtype=np.float64)
+        if t.size == 0:
+            raise EmptyMediaError("video has no frames")
+        if t.size > 1 and np.any(np.diff(t) < 0):
+            raise ValueError("source_times must be non-decreasing")
+        # the last frame lasts as long as the typical frame before it
+        last_dur = float(np.median(np.diff(t))) if t.size > 1 else 1.0 / fps
+        end = t[-1] + last_dur
+        n_model = max(1, int(np.floor(end * fps + 1e-6)))
+        mt = np.arange(n_model) / fps
+        # nearest source frame by time (ties → the earlier one)
+        right = np.clip(np.searchsorted(t, mt, side="left"), 0, t.size - 1)
+        left = np.clip(right - 1, 0, t.size - 1)
+        pick_left = np.abs(mt - t[left]) <= np.abs(t[right] - mt)
+        m2s = np.where(pick_left, left, right).astype(np.int64)
+        return cls(source_times=t, model_to_source=m2s, fps=fps)
+
+    @property
+    def num_model_frames(self) -> int:
+        return int(self.model_to_source.size)
+
+    @property
+    def num_source_frames(self) -> int:
+        return int(self.source_times.size)
+
+    @property
+    def source_fps(self) -> float:
+        if self.source_times.size < 2:
+            return self.fps
+        return float((self.source_times.size - 1) / (self.source_times[-1] - self.source_times[0]))
+
+    def model_time(self, k: np.ndarray | int) -> np.ndarray:
+        return np.asarray(k, dtype=np.float64) / self.fps
+
+    def source_to_model(self, j: np.ndarray | int) -> np.ndarray:
+        """Model frame nearest in time to source frame(s) ``j`` (clipped to the timeline)."""
+        t = self.source_times[np.asarray(j, dtype=np.int64)]
+        return np.clip(np.round(t * self.fps).astype(np.int64), 0, self.num_model_frames - 1)
+
+    def model_values_to_source(self, values: np.ndarray) -> np.ndarray:
+        """Resample per-model-frame values (first axis) onto every source frame (nearest)."""
+        return np.asarray(values)[self.source_to_model(np.arange(self.num_source_frames))]
+
+
+def _tmp_beside(target: Path) -> Path:
+    fd, name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".partial{target.suffix}", dir=target.parent)
+    os.close(fd)
+    return Path(name)
+
+
+@contextlib.contextmanager
+def atomic_output(target: PathLike, *, protect: Iterable[PathLike] = (), overwrite: bool = True):
+    """Yield a temporary path beside ``target``; on success rename it onto ``target``.
+
+    Refuses to write over any path in ``protect`` (the inputs), and over an existing
+    ``target`` when ``overwrite`` is false. On error the partial file is removed.
+    """
+    target = Path(target)
+    for q in protect:
+        if Path(q).exists() and target.exists() and os.path.samefile(q, target):
+            raise OutputExistsError(f"{target}: refusing to overwrite the input file")
+        if Path(q).resolve() == target.resolve():
+            raise OutputExistsError(f"{target}: refusing to overwrite the input file")
+    if target.exists() and not overwrite:
+        raise OutputExistsError(f"{target}: exists (pass overwrite=True / --force to replace it)")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_beside(target)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _fps_fraction(fps: float) -> Fraction:
+    for den in (1, 1001):
+        num = fps * den
+        if abs(num - round(num)) < 1e-3:
+            return Fraction(int(round(num)), den)
+    return Fraction(fps).limit_denominator(100000)
+
+
+def write_video(path: PathLike, frames: Iterable[np.ndarray], fps: float, *,
+                audio: np.ndarray | None = None, sample_rate: int = SAMPLE_RATE,
+                protect: Iterable[PathLike] = (), overwrite: bool = True, crf: int = 23) -> Path:
+    """Encode BGR uint8 frames (and optional mono float audio) to an H.264 + AAC mp4, atomically.
+
+    The mp4 plays in browsers (yuv420p, faststart). ``protect``: inputs never to overwrite.
+    """
+    import av
+
+    target = Path(path)
+    with atomic_output(target, protect=protect, overwrite=overwrite) as tmp:
+        with av.open(str(tmp), mode="w", format="mp4", options={"movflags": "+faststart"}) as out:
+            vs = None
+            aus = None
+            if audio is not None:
+                aus = out.add_stream("aac", rate=sample_rate, layout="mono")
+            n = 0
+            for img in frames:
+                if vs is None:
+                    h, w = img.shape[:2]
+                    vs = out.add_stream("libx264", rate=_fps_fraction(fps))
+                    vs.width, vs.height = w // 2 * 2, h // 2 * 2
+                    vs.pix_fmt = "yuv420p"
+                    vs.options = {"crf": str(crf), "preset": "veryfast"}
+                    # Audio before video in the stream list keeps players happy; add order is fixed.
+                if img.ndim == 2:
+                    img = np.repeat(img[:, :, None], 3, axis=2)
+                img = np.ascontiguousarray(img[: vs.height, : vs.width])
+                vf = av.VideoFrame.from_ndarray(img, format="bgr24")
+                vf.pts = n
+                vf.time_base = Fraction(1) / _fps_fraction(fps)
+                for pkt in vs.encode(vf):
+                    out.mux(pkt)
+                n += 1
+            if vs is None:
+                raise EmptyMediaError(f"{target}: no frames to write")
+            for pkt in vs.encode():
+                out.mux(pkt)
+            if aus is not None:
+                _encode_audio(out, aus, audio, sample_rate)
+    return target
+
+
+def _encode_audio(out, aus, audio: np.ndarray, sample_rate: int) -> None:
+    import av
+
+    audio = np.asarray(audio, dtype=np.float32).reshape(-1)
+    frame_size = 1024
+    pts = 0
+    for start in range(0, audio.size, frame_size):
+        chunk = audio[start:start + frame_size]
+        af = av.AudioFrame.from_ndarray(chunk.reshape(1, -1), format="flt", layout="mono")
+        af.sample_rate = sample_rate
+        af.pts = pts
+        af.time_base = Fraction(1, sample_rate)
+        pts += chunk.size
+        for pkt in aus.encode(af):
+            out.mux(pkt)
+    for pkt in aus.encode():
+        out.mux(pkt)
