@@ -29,3 +29,25 @@ __all__ = [
     "UnsupportedCodecError", "NoVideoStreamError", "NoAudioStreamError", "TooShortError",
     "UnsupportedFrameRateError", "NoFaceError", "OutputExistsError", "ModelWeightsError",
 ]
+
+# Heavy parts (torch, PyAV) load on first use so ``import speakerid`` stays light.
+# name → module under speakerid that defines it
+_LAZY = {
+    "detect_speakers": "speakers",
+    "SpeakerResult": "speakers",
+    "measure_sync": "sync",
+    "repair_sync": "sync",
+    "SyncResult": "sync",
+}
+__all__ += list(_LAZY)
+
+
+def __getattr__(name: str):
+    mod = _LAZY.get(name)
+    if mod is None:
+        raise AttributeError(f"module 'speakerid' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{mod}", __name__), name)
+    globals()[name] = value
+    return value

@@ -39,11 +39,15 @@ def compute_mfcc(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarra
         raise ValueError(f"compute_mfcc expects {SAMPLE_RATE} Hz audio, got {sample_rate} Hz")
     if audio.size == 0:
         return np.zeros((NUM_CEPSTRA, 0), np.float32)
-    # python_speech_features pads the tail so every sample lands in a frame; keep exactly
-    # the columns whose hop start lies inside the signal so T does not depend on padding.
-    feats = mfcc(audio, samplerate=sample_rate, winlen=0.025, winstep=0.01,
+    # One column per started 10 ms hop: T = ceil(n / 160), so 1 s of audio gives exactly 100
+    # columns (25 frames × 4). python_speech_features only makes frames whose 25 ms window
+    # starts before the last 25 ms (99 for 1 s), so pad the tail with the 15 ms of zeros it
+    # would pad with anyway, then keep the columns whose hop starts inside the signal.
+    hop = sample_rate // MFCC_RATE
+    n_cols = max(1, int(np.ceil(audio.size / hop)))
+    padded = np.concatenate([audio, np.zeros(int(0.025 * sample_rate) - hop, np.float32)])
+    feats = mfcc(padded, samplerate=sample_rate, winlen=0.025, winstep=0.01,
                  numcep=NUM_CEPSTRA, nfilt=26, nfft=512)
-    n_cols = max(1, int(np.ceil(audio.size / (sample_rate / MFCC_RATE))))
     return np.ascontiguousarray(feats[:n_cols].T, dtype=np.float32)
 
 

@@ -99,6 +99,21 @@ def _check_path(path: PathLike) -> Path:
     return p
 
 
+def _sniff(p: Path) -> str | None:
+    """The container a file's first bytes announce (None when they announce none we know)."""
+    with open(p, "rb") as fh:
+        head = fh.read(16)
+    if head[4:8] == b"ftyp" or head[4:8] in (b"moov", b"mdat", b"wide", b"free"):
+        return "MP4/MOV"
+    if head[:4] == b"\x1a\x45\xdf\xa3":
+        return "Matroska/WebM"
+    if head[:4] == b"RIFF":
+        return {b"AVI ": "AVI", b"WAVE": "WAV"}.get(head[8:12], "RIFF")
+    if head[:4] in (b"OggS", b"fLaC") or head[:3] == b"FLV":
+        return head[:4].decode("latin-1").strip()
+    return None
+
+
 @contextlib.contextmanager
 def _open(path: PathLike):
     import av
@@ -106,9 +121,14 @@ def _open(path: PathLike):
     p = _check_path(path)
     try:
         container = av.open(str(p), mode="r")
-    except av.error.InvalidDataError as e:
-        raise NotAMediaFileError(f"{p}: not a media file FFmpeg can read ({e})") from e
     except av.error.FFmpegError as e:
+        kind = _sniff(p)
+        if kind is not None:
+            # the header says it is a media file, but FFmpeg cannot open it: cut short or damaged
+            # (e.g. an MP4 whose index, written at the end, was never reached)
+            raise CorruptMediaError(f"{p}: looks like {kind} but cannot be opened: truncated or damaged ({e})") from e
+        if isinstance(e, av.error.InvalidDataError):
+            raise NotAMediaFileError(f"{p}: not a media file FFmpeg can read ({e})") from e
         raise NotAMediaFileError(f"{p}: cannot open as media ({e})") from e
     try:
         yield container
@@ -162,7 +182,13 @@ def probe(path: PathLike) -> MediaInfo:
                 raise CorruptMediaError(f"{p}: video stream cannot be decoded ({e})") from e
             if first is None:
                 raise EmptyMediaError(f"{p}: video stream has no frames")
-            vdur = float(vs.duration * vs.time_base) if vs.duration and vs.time_base else duration
+            vstart = float(first.time or 0.0)
+            if vs.duration and vs.time_base:
+                vdur = float(vs.duration * vs.time_base)
+            else:
+                # no per-stream duration (Matroska): the container's end minus the video's start
+                cstart = float(c.start_time) / 1e6 if c.start_time is not None else 0.0
+                vdur = max(0.0, cstart + duration - vstart) if duration else 0.0
             n = int(vs.frames) if vs.frames else int(round(vdur * fps))
             kw.update(width=first.width, height=first.height, rotation=_rotation_of(vs, first), fps=fps,
                       num_frames=n, video_codec=vs.codec_context.name,
@@ -254,6 +280,16 @@ def iter_frames(path: PathLike, *, gray: bool = False, max_width: int | None = N
             raise CorruptMediaError(f"{p}: video decoding failed at frame {idx + 1} ({e})") from e
         if idx < 0:
             raise EmptyMediaError(f"{p}: video stream has no decodable frames")
+        if wanted is None:
+            _check_complete(p, int(vs.frames or 0), idx + 1)
+
+
+def _check_complete(p: Path, listed: int, got: int) -> None:
+    """A container that lists more frames than could be read was cut short (a truncated MP4
+    still opens, its index intact, and decodes up to the cut without an error)."""
+    if listed and got < listed - max(2, listed // 20):
+        raise CorruptMediaError(f"{p}: truncated or damaged: the container lists {listed} video frames "
+                                f"but only {got} could be read")
 
 
 def read_frame_times(path: PathLike) -> np.ndarray:
@@ -274,6 +310,7 @@ def read_frame_times(path: PathLike) -> np.ndarray:
             raise CorruptMediaError(f"{p}: demuxing failed ({e})") from e
         if not pts:
             raise EmptyMediaError(f"{p}: video stream has no frames")
+        _check_complete(p, int(vs.frames or 0), len(pts))
         t = np.sort(np.asarray(pts, dtype=np.float64)) * float(vs.time_base)
         return t - t[0]
 
@@ -315,9 +352,17 @@ def read_audio(path: PathLike, *, sample_rate: int = SAMPLE_RATE, video_start_s:
                 chunks.append(g.to_ndarray().reshape(-1))
         except av.error.FFmpegError as e:
             raise CorruptMediaError(f"{p}: audio decoding failed ({e})") from e
+        listed_s = float(aus.duration * aus.time_base) if aus.duration and aus.time_base else 0.0
     if audio_start is None or not chunks:
+        if listed_s > 0:
+            raise CorruptMediaError(f"{p}: truncated or damaged: the audio stream lists {listed_s:.2f} s "
+                                    "but no samples could be decoded")
         raise EmptyMediaError(f"{p}: audio stream has no decodable samples")
     audio = np.concatenate(chunks).astype(np.float32, copy=False)
+    got_s = audio.size / sample_rate
+    if listed_s and got_s < 0.95 * listed_s - 0.1:
+        raise CorruptMediaError(f"{p}: truncated or damaged: the audio stream lists {listed_s:.2f} s "
+                                f"but only {got_s:.2f} s could be decoded")
     lead = int(round((audio_start - video_start_s) * sample_rate))
     if lead > 0:
         audio = np.concatenate([np.zeros(lead, np.float32), audio])
@@ -482,4 +527,201 @@ def _encode_audio(out, aus, audio: np.ndarray, sample_rate: int) -> None:
         for pkt in aus.encode(af):
             out.mux(pkt)
     for pkt in aus.encode():
+        out.mux(pkt)
+
+
+# --- audio shift / remux (used by speakerid.sync.repair_sync) -------------------------------------
+
+@dataclass(frozen=True)
+class NativeAudio:
+    """Decoded audio at the stream's own rate and channel layout, aligned to the first video frame.
+
+    ``samples``: float32 ``(channels, n)``; sample 0 plays at the first video frame (as in
+    :func:`read_audio`). ``video_start_s``: that frame's presentation time in the file.
+    """
+
+    samples: np.ndarray
+    sample_rate: int
+    layout: str
+    video_start_s: float
+
+
+def read_audio_native(path: PathLike) -> NativeAudio:
+    """Decode the first audio stream without resampling or down-mixing, aligned to the video."""
+    import av
+
+    p = _check_path(path)
+    with _open(p) as c:
+        if not c.streams.audio:
+            raise NoAudioStreamError(f"{p}: has no audio stream (speech is needed for this)")
+        aus = c.streams.audio[0]
+        _check_codec(aus, p, "audio")
+        video_start_s = 0.0
+        if c.streams.video:
+            with contextlib.suppress(av.error.FFmpegError):
+                for f in c.decode(c.streams.video[0]):
+                    video_start_s = float(f.time or 0.0)
+                    break
+            c.seek(0)
+        resampler = None
+        rate = 0
+        layout = ""
+        chunks: list[np.ndarray] = []
+        audio_start = None
+        try:
+            for f in c.decode(aus):
+                if resampler is None:
+                    rate = int(f.sample_rate)
+                    layout = f.layout.name
+                    # planar float keeps every channel apart at the native rate: nothing is mixed
+                    resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
+                    audio_start = float(f.time) if f.time is not None else 0.0
+                for g in resampler.resample(f):
+                    chunks.append(g.to_ndarray())
+            if resampler is not None:
+                for g in resampler.resample(None):
+                    chunks.append(g.to_ndarray())
+        except av.error.FFmpegError as e:
+            raise CorruptMediaError(f"{p}: audio decoding failed ({e})") from e
+    if audio_start is None or not chunks:
+        raise EmptyMediaError(f"{p}: audio stream has no decodable samples")
+    samples = np.concatenate(chunks, axis=1).astype(np.float32, copy=False)
+    lead = int(round((audio_start - video_start_s) * rate))
+    if lead > 0:
+        samples = np.concatenate([np.zeros((samples.shape[0], lead), np.float32), samples], axis=1)
+    elif lead < 0:
+        samples = samples[:, -lead:]
+    return NativeAudio(samples=np.ascontiguousarray(samples), sample_rate=rate, layout=layout,
+                       video_start_s=video_start_s)
+
+
+def shift_audio(samples: np.ndarray, sample_rate: int, offset_ms: float) -> np.ndarray:
+    """Undo an offset of ``offset_ms`` (``t_audio − t_video``) and keep the length.
+
+    A positive offset (audio lags) moves the audio earlier: its first ``offset`` is dropped and
+    silence is added at the end. A negative offset (audio leads) delays it: silence in front,
+    the tail beyond the original length dropped. Works on ``(n,)`` or ``(channels, n)``.
+    """
+    x = np.asarray(samples, dtype=np.float32)
+    n = x.shape[-1]
+    k = int(round(float(offset_ms) * sample_rate / 1000.0))
+    out = np.zeros_like(x)
+    if k >= 0:
+        if k < n:
+            out[..., : n - k] = x[..., k:]
+    else:
+        k = -k
+        if k < n:
+            out[..., k:] = x[..., : n - k]
+    return out
+
+
+_AUDIO_CODEC_FOR = {".webm": "libopus", ".ogg": "libopus", ".mkv": "aac", ".mp4": "aac", ".m4v": "aac",
+                    ".mov": "aac", ".ts": "aac", ".avi": "aac"}
+
+
+def _format_for(target: Path) -> str | None:
+    ext = target.suffix.lower()
+    return {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm",
+            ".ts": "mpegts", ".avi": "avi"}.get(ext)
+
+
+def remux_with_audio(src: PathLike, target: PathLike, audio: NativeAudio, *, protect: Iterable[PathLike] = (),
+                     overwrite: bool = True) -> bool:
+    """Write ``target``: ``src``'s video stream and ``audio`` (re-encoded), atomically.
+
+    The video packets are copied as they are (no re-encode) when the output container accepts
+    the codec; otherwise the video is re-encoded with H.264. Audio sample 0 is placed at the
+    first video frame's time. Returns True when the video was copied.
+    """
+    import av
+
+    src_p = _check_path(src)
+    target = Path(target)
+    fmt = _format_for(target)
+    protect = [src_p, *protect]
+    try:
+        with atomic_output(target, protect=protect, overwrite=overwrite) as tmp:
+            _remux(src_p, tmp, fmt, target, audio, copy_video=True)
+        return True
+    except (av.error.FFmpegError, ValueError) as e:
+        copy_error = e
+    if target.exists() and not overwrite:
+        raise OutputExistsError(f"{target}: exists")
+    try:
+        with atomic_output(target, protect=protect, overwrite=overwrite) as tmp:
+            _remux(src_p, tmp, fmt, target, audio, copy_video=False)
+    except av.error.FFmpegError as e:
+        raise UnsupportedCodecError(f"{target}: cannot write this container "
+                                    f"(copy failed: {copy_error}; re-encode failed: {e})") from e
+    return False
+
+
+def _remux(src: Path, tmp: Path, fmt: str | None, target: Path, audio: NativeAudio, *, copy_video: bool) -> None:
+    import av
+
+    acodec = _AUDIO_CODEC_FOR.get(target.suffix.lower(), "aac")
+    with _open(src) as inp:
+        if not inp.streams.video:
+            raise NoVideoStreamError(f"{src}: has no video stream")
+        ivs = inp.streams.video[0]
+        opts = {"movflags": "+faststart"} if fmt in ("mp4", "mov") else {}
+        with av.open(str(tmp), mode="w", format=fmt, options=opts) as out:
+            if copy_video:
+                ovs = out.add_stream_from_template(ivs)
+            else:
+                rate = ivs.average_rate or ivs.guessed_rate or Fraction(VIDEO_FPS)
+                ovs = out.add_stream("libvpx-vp9" if fmt == "webm" else "libx264", rate=rate)
+                ovs.width, ovs.height = ivs.codec_context.width // 2 * 2, ivs.codec_context.height // 2 * 2
+                ovs.pix_fmt = "yuv420p"
+                ovs.options = {"crf": "30", "b:v": "0"} if fmt == "webm" else {"crf": "18", "preset": "veryfast"}
+            rate = audio.sample_rate
+            if acodec == "libopus" and rate not in (8000, 12000, 16000, 24000, 48000):
+                rate = 48000
+            layout = audio.layout if audio.samples.shape[0] <= 2 else "stereo"
+            oas = out.add_stream(acodec, rate=rate, layout=layout)
+            if copy_video:
+                for pkt in inp.demux(ivs):
+                    if pkt.dts is None:  # the demuxer's flush packet
+                        continue
+                    pkt.stream = ovs
+                    out.mux(pkt)
+            else:
+                n = 0
+                tb = Fraction(1) / Fraction(ovs.codec_context.framerate or VIDEO_FPS)
+                for f in inp.decode(ivs):
+                    g = f.reformat(width=ovs.width, height=ovs.height, format="yuv420p")
+                    g.pts = n
+                    g.time_base = tb
+                    n += 1
+                    for pkt in ovs.encode(g):
+                        out.mux(pkt)
+                for pkt in ovs.encode():
+                    out.mux(pkt)
+            _encode_native_audio(out, oas, audio, rate, layout)
+
+
+def _encode_native_audio(out, oas, audio: NativeAudio, rate: int, layout: str) -> None:
+    import av
+
+    x = audio.samples
+    if x.shape[0] > 2:  # encoders here take mono/stereo; keep the first two channels
+        x = x[:2]
+    resampler = av.AudioResampler(format=oas.codec_context.format.name if oas.codec_context.format else "fltp",
+                                  layout=layout, rate=rate)
+    start = int(round(audio.video_start_s * audio.sample_rate))
+    chunk = 1024
+    src_layout = "mono" if x.shape[0] == 1 else "stereo"
+    for s in range(0, x.shape[1], chunk):
+        af = av.AudioFrame.from_ndarray(np.ascontiguousarray(x[:, s:s + chunk]), format="fltp", layout=src_layout)
+        af.sample_rate = audio.sample_rate
+        af.pts = start + s
+        af.time_base = Fraction(1, audio.sample_rate)
+        for g in resampler.resample(af):
+            for pkt in oas.encode(g):
+                out.mux(pkt)
+    for g in resampler.resample(None):
+        for pkt in oas.encode(g):
+            out.mux(pkt)
+    for pkt in oas.encode():
         out.mux(pkt)

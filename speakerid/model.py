@@ -32,51 +32,70 @@ CROP = 111
 
 @dataclass
 class SyncNetConfig:
-    """Architecture of a :class:`SyncNet`. ``width`` scales every layer's channels."""
+    """Architecture of a :class:`SyncNet`.
+
+    ``width`` scales the video stream's channels, ``audio_width`` the audio stream's.
+    """
 
     width: int = 16
     embed_dim: int = 256
     normalize: bool = True
     """L2-normalise embeddings (distances then lie in [0, 2])."""
+    audio_width: int = 16
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def _block(cin: int, cout: int, k: int = 3, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, k, stride, k // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+def _block(cin: int, cout: int, k=3, stride=1, padding=None) -> nn.Sequential:
+    if padding is None:
+        padding = k // 2 if isinstance(k, int) else tuple(x // 2 for x in k)
+    return nn.Sequential(nn.Conv2d(cin, cout, k, stride, padding, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+AUDIO_FIELD = WINDOW_COLS
+"""Receptive field of the audio stream in MFCC columns: exactly one window (20 columns)."""
 
 
 class SyncNet(nn.Module):
-    """The two-stream network. Inputs are raw: uint8-range crops and un-normalised MFCC."""
+    """The two-stream network. Inputs are raw: uint8-range crops and un-normalised MFCC.
+
+    Video: the 5 crops (time as channels) are average-pooled 2× (111 → 55: the lips stay
+    ~30 px wide, and every later layer costs 4× less), then 5 conv blocks down to 7×7 and a
+    3×3 spatial summary, so where things are in the mouth region is kept.
+
+    Audio: a 2-D CNN over (cepstra × time) that pads and strides only along the cepstra axis
+    and uses *valid* convolutions along time with a receptive field of exactly 20 columns. A
+    ``(13, 20)`` window therefore maps to one embedding, and a longer ``(13, T)`` span maps to
+    ``T − 19`` embeddings, one per 10 ms shift, computed once for all shifts
+    (:meth:`embed_audio_seq`). The two paths give the same numbers (eval mode).
+    """
 
     def __init__(self, config: SyncNetConfig | None = None):
         super().__init__()
         self.config = cfg = config or SyncNetConfig()
         w = cfg.width
-        # video: 111 → 56 → 28 → 14 → 7, then a 3×3 spatial summary keeps where things are
         self.video = nn.Sequential(
-            _block(WINDOW_FRAMES, 2 * w, 5, 2),
-            _block(2 * w, 2 * w, 3, 2),
-            _block(2 * w, 4 * w),
-            _block(4 * w, 4 * w, 3, 2),
-            _block(4 * w, 8 * w),
-            _block(8 * w, 8 * w, 3, 2),
-            nn.AdaptiveAvgPool2d(3),
-            nn.Flatten(),
-            nn.Linear(8 * w * 9, cfg.embed_dim),
-        )
-        # audio: 13×20 → 13×10 → 6×5 → pooled 3×3
-        self.audio = nn.Sequential(
-            _block(1, 2 * w),
-            _block(2 * w, 4 * w),
-            nn.MaxPool2d((1, 2)),
-            _block(4 * w, 8 * w),
-            nn.MaxPool2d(2),
+            nn.AvgPool2d(2),                       # 111 → 55
+            _block(WINDOW_FRAMES, 2 * w, 5, 2),    # → 28
+            _block(2 * w, 4 * w, 3, 2),            # → 14
+            _block(4 * w, 4 * w),
+            _block(4 * w, 8 * w, 3, 2),            # → 7
             _block(8 * w, 8 * w),
             nn.AdaptiveAvgPool2d(3),
             nn.Flatten(),
             nn.Linear(8 * w * 9, cfg.embed_dim),
+        )
+        a = cfg.audio_width
+        # time kernels 4,4,4,4,4,5 → receptive field 3·5 + 4 + 1 = 20 columns; cepstra 13 → 7 → 4 → 1
+        self.audio = nn.Sequential(
+            _block(1, a, (3, 4), 1, (1, 0)),
+            _block(a, 2 * a, (3, 4), (2, 1), (1, 0)),
+            _block(2 * a, 2 * a, (3, 4), 1, (1, 0)),
+            _block(2 * a, 4 * a, (3, 4), (2, 1), (1, 0)),
+            _block(4 * a, 4 * a, (3, 4), 1, (1, 0)),
+            _block(4 * a, 8 * a, (4, 5), 1, 0),
+            nn.Conv2d(8 * a, cfg.embed_dim, 1),
         )
         # fixed input normalisation, set from training data (kept in the checkpoint)
         self.register_buffer("mfcc_mean", torch.zeros(NUM_CEPSTRA))
@@ -84,18 +103,27 @@ class SyncNet(nn.Module):
         self.register_buffer("pixel_mean", torch.tensor(0.45))
         self.register_buffer("pixel_std", torch.tensor(0.25))
 
+    def _norm(self, z: torch.Tensor, dim: int = 1) -> torch.Tensor:
+        return nn.functional.normalize(z, dim=dim) if self.config.normalize else z
+
     def embed_video(self, crops: torch.Tensor) -> torch.Tensor:
         """``(B, 5, 111, 111)`` crops with values 0..255 (uint8 or float) → ``(B, D)``."""
         x = crops.to(self.pixel_mean.dtype) / 255.0
         x = (x - self.pixel_mean) / self.pixel_std
-        z = self.video(x)
-        return nn.functional.normalize(z, dim=1) if self.config.normalize else z
+        return self._norm(self.video(x))
+
+    def embed_audio_seq(self, mfcc: torch.Tensor) -> torch.Tensor:
+        """``(B, 13, T)`` raw MFCC (T ≥ 20) → ``(B, D, T − 19)``: the embedding of the window
+        starting at every column."""
+        x = (mfcc.to(self.mfcc_mean.dtype) - self.mfcc_mean[:, None]) / self.mfcc_std[:, None]
+        z = self.audio(x[:, None])  # (B, D, 1, T-19)
+        return self._norm(z[:, :, 0], dim=1)
 
     def embed_audio(self, mfcc: torch.Tensor) -> torch.Tensor:
         """``(B, 13, 20)`` raw MFCC windows → ``(B, D)``."""
-        x = (mfcc.to(self.mfcc_mean.dtype) - self.mfcc_mean[:, None]) / self.mfcc_std[:, None]
-        z = self.audio(x[:, None])
-        return nn.functional.normalize(z, dim=1) if self.config.normalize else z
+        if mfcc.shape[-1] != WINDOW_COLS:
+            raise ValueError(f"embed_audio expects {WINDOW_COLS}-column windows, got {mfcc.shape[-1]}")
+        return self.embed_audio_seq(mfcc)[:, :, 0]
 
     def forward(self, crops: torch.Tensor, mfcc: torch.Tensor) -> torch.Tensor:
         """Euclidean distance between paired video and audio windows, ``(B,)``."""
@@ -210,11 +238,38 @@ class Embedder:
 
     @torch.no_grad()
     def audio(self, mfcc: np.ndarray, start_cols: np.ndarray) -> np.ndarray:
-        """Embeddings of the MFCC windows ``mfcc[:, c:c+20]`` for each start column ``c`` → ``(n, D)``."""
+        """Embeddings of the MFCC windows ``mfcc[:, c:c+20]`` for each start column ``c`` → ``(n, D)``.
+
+        Many overlapping windows (e.g. every shift of a clip) are embedded through the audio
+        stream's sliding path, which computes each 10 ms position once.
+        """
         start_cols = np.asarray(start_cols, dtype=np.int64)
+        D = self.model.config.embed_dim
+        if start_cols.size == 0:
+            return np.zeros((0, D), np.float32)
+        if start_cols.min() < 0 or start_cols.max() + WINDOW_COLS > mfcc.shape[1]:
+            raise ValueError("audio window outside the MFCC")
+        lo, hi = int(start_cols.min()), int(start_cols.max()) + 1
+        if start_cols.size >= 8 and (hi - lo) <= 4 * start_cols.size:
+            seq = self.sequence(mfcc[:, lo:hi + WINDOW_COLS - 1])
+            return seq[start_cols - lo]
         out = []
         for b in range(0, start_cols.size, self.batch_size):
             idx = start_cols[b:b + self.batch_size, None] + np.arange(WINDOW_COLS)
-            x = torch.from_numpy(np.ascontiguousarray(mfcc[:, idx].transpose(1, 0, 2))).to(self._dev)
+            x = torch.from_numpy(np.ascontiguousarray(mfcc[:, idx].transpose(1, 0, 2), dtype=np.float32)).to(self._dev)
             out.append(self.model.embed_audio(x).float().cpu().numpy())
-        return np.concatenate(out) if out else np.zeros((0, self.model.config.embed_dim), np.float32)
+        return np.concatenate(out)
+
+    @torch.no_grad()
+    def sequence(self, mfcc: np.ndarray, chunk: int = 4096) -> np.ndarray:
+        """Embedding of the window starting at every column of ``mfcc`` (13, T) → ``(T − 19, D)``."""
+        T = mfcc.shape[1]
+        n = T - WINDOW_COLS + 1
+        if n <= 0:
+            return np.zeros((0, self.model.config.embed_dim), np.float32)
+        out = []
+        for s in range(0, n, chunk):
+            e = min(n, s + chunk)
+            x = torch.from_numpy(np.ascontiguousarray(mfcc[:, s:e + WINDOW_COLS - 1], dtype=np.float32))[None].to(self._dev)
+            out.append(self.model.embed_audio_seq(x)[0].T.float().cpu().numpy())
+        return np.concatenate(out)

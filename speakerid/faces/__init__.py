@@ -169,9 +169,14 @@ def analyze_faces(video: str | os.PathLike, *, detector: FaceDetector | None = N
     if trackers:
         raw.extend(trackers[-1].tracks.values())
     timeline = Timeline.from_times(np.asarray(times))
+    # a shot's last frames after its last keyframe were never shown to the detector: a track
+    # alive at that keyframe is held to the shot's end (at most detect_every - 1 frames)
+    shot_ends = [c - 1 for c in shots.cuts[1:]] + [len(times) - 1]
     dense = []
     for r in raw:
-        dense.extend(densify(r, max_gap=max_gap * 1, smooth_frames=smooth, min_detections=min_dets))
+        end = shot_ends[r.shot]
+        hold = end if r.frames and end - r.frames[-1] < detect_every else None
+        dense.extend(densify(r, max_gap=max_gap, smooth_frames=smooth, min_detections=min_dets, hold_until=hold))
     dense.sort(key=lambda t: (int(t.frames[0]), float(t.boxes[0, 0])))
     src_to_model_lists = _model_frames_by_source(timeline)
     tracks = []

@@ -84,8 +84,13 @@ class DenseTrack:
     scores: np.ndarray
 
 
-def densify(raw: RawTrack, *, max_gap: int, smooth_frames: int, min_detections: int = 2) -> list[DenseTrack]:
-    """Interpolate a raw track to every frame, split it at long gaps, smooth it."""
+def densify(raw: RawTrack, *, max_gap: int, smooth_frames: int, min_detections: int = 2,
+            hold_until: int | None = None) -> list[DenseTrack]:
+    """Interpolate a raw track to every frame, split it at long gaps, smooth it.
+
+    ``hold_until``: extend the last piece to this frame by holding its last box (the frames
+    after the shot's last keyframe, which the detector never saw).
+    """
     if len(raw.frames) < 1:
         return []
     frames = np.asarray(raw.frames)
@@ -101,7 +106,10 @@ def densify(raw: RawTrack, *, max_gap: int, smooth_frames: int, min_detections: 
         if idx.size < min_detections:
             continue
         f = frames[idx]
-        dense_f = np.arange(f[0], f[-1] + 1)
+        last = int(f[-1])
+        if n == len(pieces) - 1 and hold_until is not None and hold_until > last:
+            last = int(hold_until)
+        dense_f = np.arange(f[0], last + 1)
         def interp(v):
             return np.stack([np.interp(dense_f, f, v[idx, c]) for c in range(v.shape[1])], 1)
         b = _smooth(interp(boxes), smooth_frames)

@@ -1,0 +1,484 @@
+"""Active speaker detection: which face speaks, frame by frame, from lip-sync evidence.
+
+Every face track's 0.2 s mouth windows are embedded by the SyncNet and compared with the one
+audio track at the same time, over a range of audio shifts. The evidence that a window is in
+sync is how much closer the audio is at the track's shift than typically
+(``median over shifts − distance at the track's shift``), so a mouth that moves while somebody
+else is heard scores near zero: only lip *sync* counts, not motion.
+
+Steps (all on the 25 fps model timeline, then mapped to the source's own frames):
+
+1. Distances ``d[window, shift]`` for shifts in ±``search_frames`` (20 ms steps).
+   Window confidence profile ``c = median(d) − d``.
+2. **Offsets.** Real videos are often 40–200 ms out of sync (and composites mix sources with
+   their own offsets). The video's offset is the peak of the confidence-weighted sum of all
+   windows' profiles; each track then takes the shift that best explains its own windows within
+   ±``max_shift_frames`` of it.
+3. **Score.** Per window: ``c`` at the track's shift (mean over ±20 ms around it). Averaged
+   over ``smooth_frames`` frames (centred, per track) to ride over blinks, blur and short pauses.
+4. **Calibration.** The same smoothed statistic at shifts far from the track's (mismatched
+   audio) is the null: how large the score gets by chance in *this* video, with *this* model.
+   The reported score is ``(smoothed − null mean) / null std``, a z-score, so one threshold holds
+   across videos, speakers and model versions.
+5. **Labels.** ``speaking = score ≥ threshold``; nobody above it → nobody labelled. Segments are
+   the runs of speaking frames of each track, in seconds.
+
+Memory: the faces stage keeps each track's 111×111 mouth crops (12 KB per 25 fps frame per
+face) for the scoring step; the scoring itself keeps only a few floats per window and shift.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .features import COLS_PER_FRAME, MS_PER_COL, WINDOW_COLS, WINDOW_FRAMES, compute_mfcc
+
+if TYPE_CHECKING:  # keep ``import speakerid.speakers`` free of torch until scoring runs
+    from .faces import FaceAnalysis
+    from .model import SyncNet
+    from .progress import ProgressFn
+
+__all__ = ["detect_speakers", "score_faces", "SpeakerResult", "SpeakerTrack", "Segment",
+           "DEFAULT_THRESHOLD", "DEFAULT_SMOOTH_FRAMES", "DEFAULT_MAX_SHIFT_FRAMES", "DEFAULT_SEARCH_FRAMES"]
+
+DEFAULT_SMOOTH_FRAMES = 25
+"""Averaging window of the per-face scores, in 25 fps model frames (1 s)."""
+DEFAULT_THRESHOLD = 2.0
+"""Calibrated score (z against mismatched audio) at and above which a face is labelled speaking."""
+DEFAULT_MAX_SHIFT_FRAMES = 5
+"""How far (model frames of 40 ms) a track's own offset may stray from the video's offset."""
+DEFAULT_SEARCH_FRAMES = 15
+"""Shift range (± model frames) over which distances are compared: ±600 ms."""
+SHIFT_STEP_COLS = 2
+"""Shift resolution in MFCC columns (20 ms): offsets such as 60 ms fall between video frames."""
+
+
+# ----------------------------------------------------------------------------------------------
+# results
+
+
+@dataclass
+class Segment:
+    """One stretch of time (s from the first frame) in which one face track speaks."""
+
+    track: int
+    start: float
+    end: float
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+    def to_dict(self) -> dict:
+        return {"track": int(self.track), "start": round(float(self.start), 3), "end": round(float(self.end), 3)}
+
+
+@dataclass
+class SpeakerTrack:
+    """One face followed through one shot, with a score and a label for each of its frames.
+
+    ``frames``: source frame numbers (consecutive); ``boxes``: [x, y, w, h] in source pixels;
+    ``scores``: calibrated speaking score (higher = speaking; NaN where the face could not be
+    scored, e.g. too small for a mouth crop); ``speaking``: the label.
+    """
+
+    id: int
+    frames: np.ndarray
+    boxes: np.ndarray
+    scores: np.ndarray
+    speaking: np.ndarray
+    offset_ms: float | None = None
+    """The audio offset this track was scored at (``t_audio − t_video``); None if unscored."""
+
+    @property
+    def scored(self) -> bool:
+        return bool(np.isfinite(self.scores).any())
+
+    def to_dict(self) -> dict:
+        return {
+            "id": int(self.id),
+            "frames": [int(f) for f in self.frames],
+            "boxes": np.round(np.asarray(self.boxes, np.float64), 1).tolist(),
+            "scores": [None if not math.isfinite(s) else round(float(s), 3) for s in np.asarray(self.scores, np.float64)],
+            "speaking": [bool(s) for s in self.speaking],
+            "offset_ms": None if self.offset_ms is None else float(self.offset_ms),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> SpeakerTrack:
+        return cls(id=int(d["id"]), frames=np.asarray(d["frames"], np.int64),
+                   boxes=np.asarray(d["boxes"], np.float32).reshape(-1, 4),
+                   scores=np.asarray([np.nan if s is None else s for s in d["scores"]], np.float32),
+                   speaking=np.asarray(d["speaking"], bool), offset_ms=d.get("offset_ms"))
+
+
+@dataclass
+class SpeakerResult:
+    """Who speaks when in one video: face tracks with per-frame scores and labels, and segments.
+
+    Frame numbers and seconds are the source video's own (a 30 fps video gets 30 fps labels).
+    """
+
+    fps: float
+    num_frames: int
+    tracks: list[SpeakerTrack] = field(default_factory=list)
+    segments: list[Segment] = field(default_factory=list)
+    video: str = ""
+    threshold: float = DEFAULT_THRESHOLD
+    smooth_frames: int = DEFAULT_SMOOTH_FRAMES
+    offset_ms: float | None = None
+    """The video's estimated audio offset (``t_audio − t_video``); None without scorable faces."""
+    model: str = ""
+    """Fingerprint of the SyncNet weights that produced the scores."""
+    frame_times: np.ndarray | None = field(default=None, repr=False, compare=False)
+    """Time (s from the first frame) of every source frame, when known (variable frame rate)."""
+    diagnostics: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    """Extra arrays for exploration (shift grid, offset profiles, raw window scores); not exported."""
+
+    @property
+    def duration_s(self) -> float:
+        return self.num_frames / self.fps if self.fps else 0.0
+
+    def time_of(self, frame: int) -> float:
+        """Seconds from the first frame to source frame ``frame``."""
+        if self.frame_times is not None and 0 <= int(frame) < self.frame_times.size:
+            return float(self.frame_times[int(frame)])
+        return int(frame) / self.fps if self.fps else 0.0
+
+    def track(self, track_id: int) -> SpeakerTrack:
+        for t in self.tracks:
+            if t.id == track_id:
+                return t
+        raise KeyError(track_id)
+
+    def speakers_at(self, frame: int) -> list[int]:
+        """Ids of the tracks labelled speaking at source frame ``frame``."""
+        out = []
+        for t in self.tracks:
+            i = int(frame) - int(t.frames[0]) if len(t.frames) else -1
+            if 0 <= i < len(t.frames) and t.speaking[i]:
+                out.append(t.id)
+        return out
+
+    def to_dict(self) -> dict:
+        """JSON-ready: fps, num_frames, tracks (id, frames, boxes, scores, speaking), segments."""
+        return {
+            "video": self.video,
+            "fps": float(self.fps),
+            "num_frames": int(self.num_frames),
+            "threshold": float(self.threshold),
+            "smooth_frames": int(self.smooth_frames),
+            "offset_ms": None if self.offset_ms is None else float(self.offset_ms),
+            "model": self.model,
+            "tracks": [t.to_dict() for t in self.tracks],
+            "segments": [s.to_dict() for s in self.segments],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> SpeakerResult:
+        return cls(fps=float(d["fps"]), num_frames=int(d["num_frames"]),
+                   tracks=[SpeakerTrack.from_dict(t) for t in d.get("tracks", [])],
+                   segments=[Segment(int(s["track"]), float(s["start"]), float(s["end"])) for s in d.get("segments", [])],
+                   video=d.get("video", ""), threshold=float(d.get("threshold", DEFAULT_THRESHOLD)),
+                   smooth_frames=int(d.get("smooth_frames", DEFAULT_SMOOTH_FRAMES)), offset_ms=d.get("offset_ms"),
+                   model=d.get("model", ""))
+
+    def to_json(self, path: str | os.PathLike, **kw) -> Path:
+        from .export import write_json
+
+        return write_json(self, path, **kw)
+
+    def to_csv(self, path: str | os.PathLike, **kw) -> Path:
+        from .export import write_csv
+
+        return write_csv(self, path, **kw)
+
+    def to_rttm(self, path: str | os.PathLike, **kw) -> Path:
+        from .export import write_rttm
+
+        return write_rttm(self, path, **kw)
+
+
+# ----------------------------------------------------------------------------------------------
+# scoring
+
+
+def _resolve_model(model, device) -> SyncNet:
+    from .model import SyncNet, load_model
+
+    if isinstance(model, SyncNet):
+        return model.eval()
+    return load_model(model, device=device)
+
+
+def detect_speakers(video: str | os.PathLike, *, model: SyncNet | str | os.PathLike | None = None,
+                    threshold: float = DEFAULT_THRESHOLD, smooth_frames: int = DEFAULT_SMOOTH_FRAMES,
+                    max_shift_frames: int = DEFAULT_MAX_SHIFT_FRAMES, search_frames: int = DEFAULT_SEARCH_FRAMES,
+                    window_step: int = 1, detect_every: int = 3, detect_width: int = 512,
+                    device: str | None = None, progress: ProgressFn | None = None) -> SpeakerResult:
+    """Find every face in ``video`` and say, frame by frame, which of them is speaking.
+
+    ``model``: a :class:`~speakerid.model.SyncNet`, a checkpoint path, or None for the packaged
+    weights. ``threshold``: calibrated score for "speaking". ``smooth_frames``: averaging window
+    (25 fps frames, 10–100 sensible). ``max_shift_frames``: how far each track's audio offset may
+    differ from the video's (40 ms frames). ``window_step``: score every k-th window (faster,
+    coarser). ``detect_every`` / ``detect_width``: face detector cadence and input width.
+
+    Raises :class:`~speakerid.errors.NoAudioStreamError` for a video without sound; a video
+    without faces gives a result with no tracks.
+    """
+    from .faces import analyze_faces
+    from .media import probe, read_audio, require_audio, require_video
+    from .progress import silent
+
+    progress = progress or silent
+    info = probe(video)
+    require_video(info)
+    require_audio(info)  # fail before the expensive face pass
+    net = _resolve_model(model, device)
+    analysis = analyze_faces(video, detect_every=detect_every, detect_width=detect_width, progress=progress)
+    audio = read_audio(video, video_start_s=info.video_start_s)
+    return score_faces(analysis, audio, net, threshold=threshold, smooth_frames=smooth_frames,
+                       max_shift_frames=max_shift_frames, search_frames=search_frames,
+                       window_step=window_step, progress=progress)
+
+
+def _nan_moving_mean(x: np.ndarray, width: int) -> np.ndarray:
+    """Centred moving mean along axis 0 ignoring NaN; NaN where the window holds no value."""
+    x = np.asarray(x, np.float64)
+    if width <= 1 or x.shape[0] == 0:
+        return x.copy()
+    valid = np.isfinite(x)
+    v = np.where(valid, x, 0.0)
+    pad = [(width // 2 + 1, width - width // 2 - 1)] + [(0, 0)] * (x.ndim - 1)
+    cs = np.cumsum(np.pad(v, pad), axis=0)
+    cn = np.cumsum(np.pad(valid.astype(np.float64), pad), axis=0)
+    s = cs[width:] - cs[:-width]
+    n = cn[width:] - cn[:-width]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, s / np.maximum(n, 1), np.nan)
+
+
+def _nanmean_cols(x: np.ndarray) -> np.ndarray:
+    """Row-wise mean over columns ignoring NaN (NaN for an all-NaN row), without warnings."""
+    ok = np.isfinite(x)
+    n = ok.sum(axis=1)
+    s = np.where(ok, x, 0.0).sum(axis=1)
+    return np.where(n > 0, s / np.maximum(n, 1), np.nan)
+
+
+@dataclass
+class _TrackScores:
+    starts: np.ndarray  # window start, model frame (global)
+    conf: np.ndarray  # (n, n_shifts) median − distance
+    weight: np.ndarray  # (n,) how confident each window is (peak of its profile)
+
+
+def _track_windows(track, window_step: int) -> np.ndarray:
+    """Positions (in ``track.model_frames``) of the track's scorable 5-frame windows."""
+    mf = track.model_frames
+    if track.crops is None or mf.size < WINDOW_FRAMES:
+        return np.zeros(0, np.int64)
+    ok = track.scorable if track.scorable is not None else np.ones(mf.size, bool)
+    # a window needs all of its 5 frames scorable
+    okw = np.convolve(ok.astype(np.int32), np.ones(WINDOW_FRAMES, np.int32), "valid") == WINDOW_FRAMES
+    local = np.flatnonzero(okw)
+    if window_step > 1:
+        local = local[(mf[local] % window_step) == 0]
+    return local
+
+
+def _audio_hubness(audio_emb: np.ndarray, video_embs: list[np.ndarray], max_video: int = 2000) -> np.ndarray:
+    """Mean distance of each audio window to (a sample of) all the video windows of the video.
+
+    Some audio (silence, noise, a held vowel) lies closer to every mouth than other audio does;
+    subtracting this from the distances leaves what is specific to one mouth at one time.
+    """
+    v = np.concatenate(video_embs)
+    if v.shape[0] > max_video:
+        v = v[np.linspace(0, v.shape[0] - 1, max_video).astype(np.int64)]
+    a2 = (audio_emb.astype(np.float64) ** 2).sum(1)[:, None]
+    v2 = (v.astype(np.float64) ** 2).sum(1)[None, :]
+    out = np.empty(audio_emb.shape[0])
+    for b in range(0, audio_emb.shape[0], 2048):
+        d2 = a2[b:b + 2048] + v2 - 2.0 * audio_emb[b:b + 2048].astype(np.float64) @ v.T.astype(np.float64)
+        out[b:b + 2048] = np.sqrt(np.maximum(d2, 0.0)).mean(1)
+    return out
+
+
+def _window_profiles(starts: np.ndarray, v: np.ndarray, audio_emb: np.ndarray, hub: np.ndarray | None,
+                     n_cols: int, shifts: np.ndarray) -> _TrackScores:
+    """Distances of each window (video embeddings ``v``, model-frame ``starts``) to the audio at
+    every shift → confidence profiles."""
+    # audio window of video window k at shift s starts at column 4k + s; audio_emb holds every
+    # SHIFT_STEP_COLS-th start column
+    cols = COLS_PER_FRAME * starts[:, None] + shifts[None, :]
+    inside = (cols >= 0) & (cols + WINDOW_COLS <= n_cols)
+    idx = np.clip(cols // SHIFT_STEP_COLS, 0, audio_emb.shape[0] - 1)
+    d = np.empty(cols.shape, np.float32)
+    for b in range(0, starts.size, 512):  # chunks bound the (n, shifts, D) gather
+        a = audio_emb[idx[b:b + 512]]
+        d[b:b + 512] = np.linalg.norm(a - v[b:b + 512, None, :], axis=2)
+    if hub is not None:
+        d -= hub[idx].astype(np.float32)
+    d[~inside] = np.nan
+    with np.errstate(invalid="ignore"):
+        med = np.nanmedian(np.where(inside.any(1, keepdims=True), d, 0.0), axis=1)
+    conf = med[:, None] - d
+    peak = np.max(np.where(np.isfinite(conf), conf, -np.inf), axis=1)
+    peak = np.where(np.isfinite(peak), peak, 0.0)
+    return _TrackScores(starts=starts, conf=conf, weight=np.maximum(peak, 0.0))
+
+
+def score_faces(analysis: FaceAnalysis, audio: np.ndarray, model: SyncNet, *,
+                threshold: float = DEFAULT_THRESHOLD, smooth_frames: int = DEFAULT_SMOOTH_FRAMES,
+                max_shift_frames: int = DEFAULT_MAX_SHIFT_FRAMES, search_frames: int = DEFAULT_SEARCH_FRAMES,
+                window_step: int = 1, audio_norm: bool = True,
+                progress: ProgressFn | None = None) -> SpeakerResult:
+    """Score the face tracks of ``analysis`` (with mouth crops) against ``audio`` (16 kHz mono,
+    sample 0 = first video frame). The scoring half of :func:`detect_speakers`."""
+    from .model import Embedder
+    from .progress import silent
+
+    progress = progress or silent
+    tl = analysis.timeline
+    info = analysis.info
+    fps = float(info.fps) if info.fps else tl.source_fps
+    smooth_frames = max(1, int(smooth_frames))
+    fingerprint = str(getattr(model, "fingerprint", "") or "")
+    result = SpeakerResult(fps=fps, num_frames=tl.num_source_frames, video=str(info.path), threshold=float(threshold),
+                           smooth_frames=smooth_frames, model=fingerprint,
+                           frame_times=np.asarray(tl.source_times, np.float64))
+    tracks = analysis.tracks
+    if not tracks:
+        return result
+
+    search = int(search_frames) * COLS_PER_FRAME
+    search -= search % SHIFT_STEP_COLS
+    shifts = np.arange(-search, search + 1, SHIFT_STEP_COLS)
+    band = int(max_shift_frames) * COLS_PER_FRAME
+
+    mfcc = compute_mfcc(audio)
+    n_cols = mfcc.shape[1]
+    emb = Embedder(model)
+    per_track: dict[int, _TrackScores | None] = {}
+    if n_cols >= WINDOW_COLS:
+        audio_emb = emb.audio(mfcc, np.arange(0, n_cols - WINDOW_COLS + 1, SHIFT_STEP_COLS))
+        vid: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        for i, t in enumerate(tracks):
+            local = _track_windows(t, window_step)
+            if local.size:
+                vid[t.id] = (t.model_frames[local], emb.video(t.crops, local))
+            progress("scoring", i + 1, len(tracks))
+        hub = _audio_hubness(audio_emb, [v for _, v in vid.values()]) if audio_norm and vid else None
+        for tid, (starts, v) in vid.items():
+            per_track[tid] = _window_profiles(starts, v, audio_emb, hub, n_cols, shifts)
+
+    # 2. the video's offset: confidence-weighted sum of every window's profile
+    scored = {tid: s for tid, s in per_track.items() if s is not None}
+    diag: dict[str, Any] = {"shifts_ms": shifts * MS_PER_COL, "profiles": {}, "window_scores": {}, "null": None}
+    if not scored:
+        result.tracks = [_unscored(t) for t in tracks]
+        result.diagnostics = diag
+        return result
+    total = np.zeros(shifts.size)
+    for s in scored.values():
+        total += np.nansum(s.conf * s.weight[:, None], axis=0)
+    g = int(np.argmax(total))
+    result.offset_ms = float(shifts[g] * MS_PER_COL)
+    diag["global_profile"] = total
+
+    # 3. each track's own shift near the video's, its per-frame (model timeline) raw score
+    near = np.abs(shifts - shifts[g]) <= band
+    raw_series: dict[int, np.ndarray] = {}
+    null_series: list[np.ndarray] = []
+    chosen: dict[int, int] = {}
+    for t in tracks:
+        s = scored.get(t.id)
+        if s is None:
+            continue
+        prof = np.nansum(s.conf * s.weight[:, None], axis=0)
+        diag["profiles"][t.id] = prof
+        j = int(np.flatnonzero(near)[np.argmax(prof[near])])
+        chosen[t.id] = j
+        # ±1 step around the chosen shift: the true offset may lie between grid points
+        lo, hi = max(0, j - 1), min(shifts.size, j + 2)
+        w = _nanmean_cols(s.conf[:, lo:hi])
+        m0 = int(t.model_frames[0])
+        series = np.full(t.model_frames.size, np.nan)
+        centre = s.starts - m0 + WINDOW_FRAMES // 2
+        series[centre] = w
+        raw_series[t.id] = series
+        diag["window_scores"][t.id] = (s.starts + WINDOW_FRAMES // 2, w)
+        # null: the same statistic with the audio shifted well away from this track's offset
+        far = np.flatnonzero(np.abs(shifts - shifts[j]) > band)
+        if far.size:
+            nul = np.full((t.model_frames.size, far.size), np.nan)
+            # same ±1-step averaging as the real score, so the null has the same spread
+            c = s.conf
+            avg = np.stack([_nanmean_cols(c[:, max(0, f - 1):f + 2]) for f in far], axis=1)
+            nul[centre] = avg
+            null_series.append(_nan_moving_mean(nul, smooth_frames).reshape(-1))
+
+    # 4. calibration against the mismatched-audio null of this video
+    null = np.concatenate(null_series) if null_series else np.zeros(0)
+    null = null[np.isfinite(null)]
+    if null.size >= 10:
+        mu, sd = float(np.mean(null)), float(np.std(null))
+    else:  # too short to tell: fall back on the spread of the raw scores
+        allw = np.concatenate([v[np.isfinite(v)] for v in raw_series.values()])
+        mu, sd = 0.0, float(np.std(allw)) if allw.size > 1 else 1.0
+    sd = max(sd, 1e-6)
+    diag["null"] = (mu, sd)
+
+    # 5. smooth, calibrate, label, map to source frames
+    out = []
+    for t in tracks:
+        if t.id not in raw_series:
+            out.append(_unscored(t))
+            continue
+        z = (_nan_moving_mean(raw_series[t.id], smooth_frames) - mu) / sd
+        # track's source frames → its model frames (nearest in time, clipped to the track)
+        k = tl.source_to_model(t.frames) - int(t.model_frames[0])
+        k = np.clip(k, 0, t.model_frames.size - 1)
+        zs = z[k].astype(np.float32)
+        # frames the face was too small for stay unscored
+        if t.scorable is not None:
+            zs[~t.scorable[k]] = np.nan
+        speaking = np.isfinite(zs) & (zs >= threshold)
+        out.append(SpeakerTrack(id=t.id, frames=t.frames.copy(), boxes=t.boxes.copy(), scores=zs, speaking=speaking,
+                                offset_ms=float(shifts[chosen[t.id]] * MS_PER_COL)))
+    result.tracks = out
+    result.segments = _segments(out, tl.source_times, fps)
+    result.diagnostics = diag
+    return result
+
+
+def _unscored(t) -> SpeakerTrack:
+    n = len(t.frames)
+    return SpeakerTrack(id=t.id, frames=t.frames.copy(), boxes=t.boxes.copy(), scores=np.full(n, np.nan, np.float32),
+                        speaking=np.zeros(n, bool), offset_ms=None)
+
+
+def _segments(tracks: list[SpeakerTrack], source_times: np.ndarray, fps: float) -> list[Segment]:
+    """Runs of speaking frames → segments [start of first frame, end of last frame) in seconds."""
+    n = source_times.size
+    frame_end = np.empty(n)
+    frame_end[:-1] = source_times[1:]
+    frame_end[-1] = source_times[-1] + (1.0 / fps if fps else 0.04)
+    segs = []
+    for t in tracks:
+        sp = np.asarray(t.speaking, bool)
+        if not sp.any():
+            continue
+        edges = np.diff(np.concatenate([[0], sp.astype(np.int8), [0]]))
+        for a, b in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True):
+            f0, f1 = int(t.frames[a]), int(t.frames[b - 1])
+            segs.append(Segment(track=t.id, start=float(source_times[f0]), end=float(frame_end[f1])))
+    segs.sort(key=lambda s: (s.start, s.track))
+    return segs

@@ -1,0 +1,845 @@
+"""Lip-sync offset: measure how far a video's audio is out of step with its speaker's lips, and fix it.
+
+Sign convention (everywhere in speakerid): ``offset_ms = t_audio − t_video``.
+
+* **Negative: the audio leads** — a sound is heard *before* the mouth makes it.
+* **Positive: the audio lags** — the sound comes after the mouth movement.
+
+Worked example: the speaker closes the lips for a "p" at 2.000 s of video, and the "p" is heard
+at 1.700 s. ``offset_ms = 1.700 − 2.000 = −300`` ms: the audio leads by 300 ms. The measurement
+finds it by matching the video window at 2.0 s with audio taken 30 MFCC columns (300 ms)
+*earlier*, a shift of −30 columns. :func:`repair_sync` then delays the audio by 300 ms.
+
+Method (``measure_sync``):
+
+1. Faces are found, tracked and mouth-cropped on the 25 fps model timeline
+   (:func:`speakerid.faces.analyze_faces`).
+2. Every 0.2 s video window of a track (5 frames, one per 40 ms) is embedded once, and the audio
+   window starting at every MFCC column (every 10 ms) is embedded once.
+3. For each video window, the audio is slid over ``±search_ms`` in 10 ms steps and the distance
+   taken at each shift: one *distance curve* per window. Window offset = arg-min; window
+   confidence = median − min of its curve (the SyncNet paper's definition).
+4. The clip offset comes from the confidence-weighted average of the windows' curves (each
+   first centred on its own median), windows under a confidence floor dropped, and the arg-min
+   of that curve refined between steps with a parabola. Windows without lip-sync evidence
+   (silence, a closed mouth) have flat curves and low confidence, so they neither vote nor
+   drag the result. The clip confidence is median − min of the averaged curve.
+5. With several faces, every track is measured; at each moment the face with the highest
+   lip-sync confidence (averaged over ~1 s) is taken as the speaker and only its windows enter
+   the clip aggregate, so turn-taking and cuts are followed; the result names the tracks.
+6. Drift: the same aggregate per segment (default 10 s); segments whose offsets differ by more
+   than a tolerance flag the video (frame-rate mismatch, edits).
+
+A clip without a face, without audible speech, or whose evidence is below the confidence
+threshold gets ``offset_ms = None`` and a status that says why — never a made-up offset.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import NoFaceError, SpeakerIdError, TooShortError
+from .features import (
+    COLS_PER_FRAME,
+    MS_PER_COL,
+    VIDEO_FPS,
+    WINDOW_COLS,
+    WINDOW_FRAMES,
+    compute_mfcc,
+)
+from .progress import ProgressFn, silent
+
+PathLike = str | os.PathLike
+
+DEFAULT_SEARCH_MS = 1000
+"""Offsets are searched within ±this many ms."""
+STEP_MS = MS_PER_COL
+"""Finest shift step: one MFCC column (10 ms)."""
+MIN_SPAN_S = 0.4
+"""Beyond the search range and one window, this much more video is needed, so that every shift
+in the range is seen by at least ~10 windows."""
+DEFAULT_SEGMENT_S = 10.0
+DRIFT_TOLERANCE_MS = 80.0
+"""Segments whose offsets differ by more than this (two video frames) flag drift."""
+MIN_CLIP_CONFIDENCE = 0.05
+"""Below this clip confidence there is no usable lip-sync evidence: the offset is not reported.
+(Distances lie in [0, 2]; see docs/sync.md for how the threshold was set.)"""
+WINDOW_FLOOR_FRACTION = 0.5
+"""Windows whose confidence is below this fraction of the clip's typical *speaking* window
+(the 90th percentile) are dropped from the average."""
+SILENCE_DBFS = -55.0
+"""Audio whose loudest 0.2 s stays below this level (dB full scale) holds no speech."""
+SPEAKER_SMOOTH_S = 1.0
+"""With several faces, window confidences are averaged over this long before picking the
+speaker at each moment (blinks, pauses and single bad windows do not switch it)."""
+AGGREGATES = ("curve", "weighted", "filtered", "median", "mean")
+
+
+class NoSyncEvidenceError(SpeakerIdError):
+    """The video has a face and audio, but no lip-sync evidence to measure an offset from."""
+
+
+# --------------------------------------------------------------------------------------------
+# results
+
+
+@dataclass
+class SyncWindows:
+    """Per-window table of the measured track(s). Times are seconds from the first video frame
+    of the source; frames are the source's own frame numbers."""
+
+    track_id: np.ndarray
+    source_frame: np.ndarray
+    """Source frame shown at the window's first model frame."""
+    start_s: np.ndarray
+    end_s: np.ndarray
+    offset_ms: np.ndarray
+    """Arg-min of the window's distance curve (10 ms resolution)."""
+    confidence: np.ndarray
+    """Median − min of the window's distance curve."""
+    min_distance: np.ndarray
+    weight: np.ndarray
+    """Weight in the clip's aggregate (0 = dropped: too little confidence)."""
+
+    def __len__(self) -> int:
+        return int(self.start_s.size)
+
+    def select(self, mask: np.ndarray) -> SyncWindows:
+        return SyncWindows(**{k: v[mask] for k, v in self.__dict__.items()})
+
+    def to_rows(self) -> list[dict]:
+        rows = []
+        for i in range(len(self)):
+            rows.append({
+                "track_id": int(self.track_id[i]), "source_frame": int(self.source_frame[i]),
+                "start_s": round(float(self.start_s[i]), 4), "end_s": round(float(self.end_s[i]), 4),
+                "offset_ms": float(self.offset_ms[i]), "confidence": round(float(self.confidence[i]), 4),
+                "min_distance": round(float(self.min_distance[i]), 4), "weight": round(float(self.weight[i]), 4),
+            })
+        return rows
+
+
+@dataclass
+class SyncSegment:
+    """The clip aggregate over one stretch of time (for drift)."""
+
+    start_s: float
+    end_s: float
+    offset_ms: float | None
+    confidence: float
+    num_windows: int
+
+    def to_dict(self) -> dict:
+        return {"start_s": round(self.start_s, 3), "end_s": round(self.end_s, 3),
+                "offset_ms": None if self.offset_ms is None else round(self.offset_ms, 1),
+                "confidence": round(self.confidence, 4), "num_windows": self.num_windows}
+
+
+@dataclass
+class TrackSync:
+    """How one face track scored: its own aggregate offset and confidence."""
+
+    track_id: int
+    shot: int
+    start_s: float
+    end_s: float
+    num_windows: int
+    offset_ms: float | None
+    confidence: float
+    used: bool = False
+    """Its windows make up the result (the speaker of its shot)."""
+
+    def to_dict(self) -> dict:
+        return {"track_id": self.track_id, "shot": self.shot, "start_s": round(self.start_s, 3),
+                "end_s": round(self.end_s, 3), "num_windows": self.num_windows,
+                "offset_ms": None if self.offset_ms is None else round(self.offset_ms, 1),
+                "confidence": round(self.confidence, 4), "used": self.used}
+
+
+@dataclass
+class SyncResult:
+    """The measured lip-sync offset of one video.
+
+    ``offset_ms``: ``t_audio − t_video`` (negative = audio leads), or ``None`` when the video
+    gives no lip-sync evidence (``status`` says why). ``confidence``: median − min of the
+    aggregated distance curve. ``candidate_ms``: the aggregated curve's arg-min even when it is
+    too weak to report (for diagnosis only). ``shifts_ms``/``curve``: the aggregated curve;
+    ``window_curves``: one row per window of ``windows`` (NaN where the shifted audio falls
+    outside the file).
+    """
+
+    video: str
+    status: str
+    """"ok", "low_confidence", "no_speech" or "no_face"."""
+    message: str
+    offset_ms: float | None
+    confidence: float
+    candidate_ms: float | None
+    track_id: int | None
+    """The face track measured (with several speakers, the one that contributed most)."""
+    track_ids: list[int]
+    tracks: list[TrackSync]
+    search_ms: float
+    step_ms: float
+    aggregate: str
+    shifts_ms: np.ndarray
+    curve: np.ndarray
+    windows: SyncWindows
+    window_curves: np.ndarray
+    segments: list[SyncSegment]
+    drift: bool
+    drift_range_ms: float
+    duration_s: float
+    source_fps: float
+    model: str
+    """Fingerprint of the SyncNet weights used."""
+    timings: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.offset_ms is not None
+
+    def describe(self) -> str:
+        """One line a person can read: what was found, with the sign spelled out."""
+        if self.offset_ms is None:
+            return f"{self.video}: no offset ({self.status}): {self.message}"
+        o = self.offset_ms
+        if abs(o) < STEP_MS / 2:
+            rel = "in sync"
+        else:
+            rel = f"audio {'leads' if o < 0 else 'lags'} the video by {abs(o):.0f} ms"
+        return (f"{self.video}: offset {o:+.0f} ms ({rel}), confidence {self.confidence:.3f}, "
+                f"face track {self.track_id}" + (" — DRIFT: offsets differ by "
+                                                 f"{self.drift_range_ms:.0f} ms between segments" if self.drift else ""))
+
+    def to_dict(self, *, curves: bool = False, windows: bool = True) -> dict:
+        """A JSON-ready dict. ``curves`` adds every window's distance curve (large)."""
+        d: dict[str, Any] = {
+            "video": self.video, "status": self.status, "message": self.message,
+            "offset_ms": None if self.offset_ms is None else round(self.offset_ms, 1),
+            "confidence": round(self.confidence, 4),
+            "candidate_ms": None if self.candidate_ms is None else round(self.candidate_ms, 1),
+            "convention": "offset_ms = t_audio - t_video; negative = audio leads the video",
+            "track_id": self.track_id, "track_ids": self.track_ids,
+            "tracks": [t.to_dict() for t in self.tracks],
+            "search_ms": self.search_ms, "step_ms": self.step_ms, "aggregate": self.aggregate,
+            "drift": self.drift, "drift_range_ms": round(self.drift_range_ms, 1),
+            "segments": [s.to_dict() for s in self.segments],
+            "duration_s": round(self.duration_s, 3), "source_fps": round(self.source_fps, 4),
+            "model": self.model, "timings": {k: round(v, 3) for k, v in self.timings.items()},
+            "shifts_ms": self.shifts_ms.tolist(),
+            "curve": [None if not np.isfinite(x) else round(float(x), 5) for x in self.curve],
+        }
+        if windows:
+            d["windows"] = self.windows.to_rows()
+        if curves:
+            d["window_curves"] = [[None if not np.isfinite(x) else round(float(x), 4) for x in row]
+                                  for row in self.window_curves]
+        return d
+
+    def to_json(self, path: PathLike | None = None, *, curves: bool = False, indent: int | None = 1) -> str:
+        """The result as JSON text; also written (atomically) to ``path`` when given."""
+        text = json.dumps(self.to_dict(curves=curves), indent=indent)
+        if path is not None:
+            from .media import atomic_output
+
+            with atomic_output(path, protect=[self.video]) as tmp:
+                Path(tmp).write_text(text + "\n")
+        return text
+
+
+@dataclass
+class RepairResult:
+    """What :func:`repair_sync` wrote and how well it worked."""
+
+    input: str
+    output: str
+    applied_offset_ms: float
+    """The offset that was undone (``t_audio − t_video`` of the input)."""
+    measured: SyncResult | None
+    """The input's measurement (None when the offset was given)."""
+    residual: SyncResult | None
+    """The output re-measured (None when ``remeasure=False``)."""
+    video_copied: bool
+    """The video stream was copied bit for bit (remux), not re-encoded."""
+
+    @property
+    def residual_ms(self) -> float | None:
+        return None if self.residual is None else self.residual.offset_ms
+
+    def to_dict(self) -> dict:
+        return {"input": self.input, "output": self.output, "applied_offset_ms": round(self.applied_offset_ms, 1),
+                "video_copied": self.video_copied,
+                "residual_ms": None if self.residual_ms is None else round(self.residual_ms, 1),
+                "residual_confidence": None if self.residual is None else round(self.residual.confidence, 4),
+                "measured": None if self.measured is None else self.measured.to_dict(windows=False),
+                "residual": None if self.residual is None else self.residual.to_dict(windows=False)}
+
+
+# --------------------------------------------------------------------------------------------
+# the computation
+
+
+def min_duration_s(search_ms: float = DEFAULT_SEARCH_MS) -> float:
+    """Shortest clip (video with audio) :func:`measure_sync` accepts for a ±``search_ms`` search."""
+    return search_ms / 1000.0 + WINDOW_FRAMES / VIDEO_FPS + MIN_SPAN_S
+
+
+@dataclass
+class _TrackWindows:
+    track: Any  # FaceTrack
+    starts: np.ndarray   # model frame of each window's first frame
+    emb: np.ndarray      # (n, D) video embeddings
+
+
+@dataclass
+class _Prepared:
+    video: str
+    analysis: Any        # FaceAnalysis
+    tracks: list[_TrackWindows]
+    model: Any
+    seconds: float
+    faces_seconds: float = 0.0
+    """Decoding, face detection, tracking and mouth crops."""
+    embed_seconds: float = 0.0
+    """Video embeddings."""
+    embed_cpu_seconds: float = 0.0
+
+
+def _resolve_model(model, device=None):
+    from .model import SyncNet, load_model
+
+    if isinstance(model, SyncNet):
+        return model.eval()
+    return load_model(model, device=device)
+
+
+def _prepare_video(video: PathLike, model, *, analysis=None, progress: ProgressFn = silent,
+                   detect_every: int = 3) -> _Prepared:
+    """Faces, mouth crops and one video embedding per 0.2 s window of every track."""
+    from .faces import analyze_faces
+    from .model import Embedder
+
+    t0 = time.perf_counter()
+    c0 = time.process_time()
+    if analysis is None:
+        analysis = analyze_faces(video, detect_every=detect_every, progress=progress)
+    t_faces = time.perf_counter() - t0
+    c_faces = time.process_time() - c0
+    emb = Embedder(model)
+    out = []
+    for tr in analysis.tracks:
+        if tr.crops is None or tr.model_frames.size < WINDOW_FRAMES:
+            continue
+        ok = tr.scorable.astype(bool)
+        # a window is usable when all five of its frames show a big-enough face
+        run = np.convolve(ok.astype(np.int32), np.ones(WINDOW_FRAMES, np.int32), mode="valid") == WINDOW_FRAMES
+        pos = np.nonzero(run)[0]
+        if pos.size == 0:
+            continue
+        v = emb.video(tr.crops, pos)
+        out.append(_TrackWindows(track=tr, starts=tr.model_frames[pos].astype(np.int64), emb=v))
+        progress("embed video", len(out), len(analysis.tracks))
+    t_all = time.perf_counter() - t0
+    return _Prepared(video=str(video), analysis=analysis, tracks=out, model=model, seconds=t_all,
+                     faces_seconds=t_faces, embed_seconds=t_all - t_faces,
+                     embed_cpu_seconds=time.process_time() - c0 - c_faces)
+
+
+def audio_embeddings(model, mfcc: np.ndarray, step_cols: int = 1, chunk: int = 4000) -> np.ndarray:
+    """Embedding of the audio window starting at every MFCC column ``c`` (``(T − 19, D)``).
+
+    Only columns that are multiples of ``step_cols`` are computed when ``step_cols > 1`` (the
+    others are left NaN).
+    """
+    import torch
+
+    from .model import Embedder
+
+    n = mfcc.shape[1] - WINDOW_COLS + 1
+    d = model.config.embed_dim
+    if n <= 0:
+        return np.zeros((0, d), np.float32)
+    dev = next(model.parameters()).device
+    if step_cols == 1 and hasattr(model, "embed_audio_seq"):
+        # the audio stream is fully convolutional along time: one pass gives every column
+        out = np.empty((n, d), np.float32)
+        with torch.no_grad():
+            for s in range(0, n, chunk):
+                e = min(n, s + chunk)
+                x = torch.from_numpy(np.ascontiguousarray(mfcc[None, :, s:e + WINDOW_COLS - 1])).to(dev)
+                out[s:e] = model.embed_audio_seq(x)[0].T.float().cpu().numpy()
+        return out
+    out = np.full((n, d), np.nan, np.float32)
+    cols = np.arange(0, n, step_cols)
+    out[cols] = Embedder(model).audio(mfcc, cols)
+    return out
+
+
+def window_curves(starts: np.ndarray, video_emb: np.ndarray, audio_emb: np.ndarray,
+                  shifts: np.ndarray, chunk: int = 256) -> np.ndarray:
+    """Distances ``(n_windows, n_shifts)`` between each video window (model frame ``k``) and the
+    audio window at column ``4 k + shift``; NaN where that audio window is outside the file."""
+    n, s = starts.size, shifts.size
+    out = np.full((n, s), np.nan, np.float32)
+    na = audio_emb.shape[0]
+    for b in range(0, n, chunk):
+        k = starts[b:b + chunk]
+        idx = COLS_PER_FRAME * k[:, None] + shifts[None, :]
+        valid = (idx >= 0) & (idx < na)
+        a = audio_emb[np.clip(idx, 0, max(na - 1, 0))]          # (c, S, D)
+        d = np.linalg.norm(a - video_emb[b:b + chunk, None, :], axis=2)
+        d[~valid] = np.nan
+        out[b:b + chunk] = d
+    return out
+
+
+def _window_stats(curves: np.ndarray, min_valid: float = 0.5):
+    """Per-window arg-min index, confidence (median − min), min distance, usable mask."""
+    valid = np.isfinite(curves)
+    nvalid = valid.sum(1)
+    usable = nvalid >= max(3, int(math.ceil(min_valid * curves.shape[1])))
+    big = np.where(valid, curves, np.inf)
+    arg = np.argmin(big, axis=1) if curves.size else np.zeros(0, np.int64)
+    with np.errstate(all="ignore"):
+        mn = np.nanmin(np.where(valid, curves, np.nan), axis=1) if curves.size else np.zeros(0)
+        med = np.nanmedian(np.where(valid, curves, np.nan), axis=1) if curves.size else np.zeros(0)
+    conf = np.where(usable, med - mn, 0.0)
+    return arg, conf.astype(np.float64), mn, usable
+
+
+def _window_weights(conf: np.ndarray, usable: np.ndarray, floor_fraction: float) -> np.ndarray:
+    """Confidence weights; windows under ``floor_fraction`` × the 90th-percentile confidence
+    (a typical clearly-speaking window of this clip) get weight 0."""
+    w = np.where(usable, conf, 0.0)
+    if not np.any(w > 0):
+        return w
+    ref = float(np.percentile(w[usable], 90))
+    return np.where(w >= floor_fraction * ref, w, 0.0)
+
+
+def _parabolic(curve: np.ndarray, i: int) -> float:
+    """Sub-step position of a minimum from its two neighbours (in steps, within ±0.5)."""
+    if i <= 0 or i >= curve.size - 1:
+        return 0.0
+    a, b, c = curve[i - 1], curve[i], curve[i + 1]
+    if not (np.isfinite(a) and np.isfinite(c)):
+        return 0.0
+    den = a - 2 * b + c
+    if den <= 1e-12:
+        return 0.0
+    return float(np.clip(0.5 * (a - c) / den, -0.5, 0.5))
+
+
+@dataclass
+class _Agg:
+    offset_ms: float | None
+    confidence: float
+    curve: np.ndarray
+    weights: np.ndarray
+
+
+def aggregate_windows(curves: np.ndarray, shifts_ms: np.ndarray, *, method: str = "curve",
+                      floor_fraction: float = WINDOW_FLOOR_FRACTION, refine: bool = True,
+                      min_coverage: float = 0.25) -> _Agg:
+    """Combine per-window distance curves into one clip offset (ms) and confidence.
+
+    ``method``: "curve" — confidence-weighted mean of the median-centred curves, arg-min with
+    parabolic refinement (default); "weighted" — confidence-weighted mean of the windows'
+    arg-mins, low-confidence windows dropped; "filtered" — plain mean of the arg-mins of the
+    windows over the floor; "median" — weighted median of the arg-mins; "mean" — plain mean of
+    every window's arg-min (the naive baseline). The clip confidence is always median − min of
+    the weighted mean curve, so methods are comparable.
+    """
+    if method not in AGGREGATES:
+        raise ValueError(f"aggregate must be one of {AGGREGATES}, got {method!r}")
+    n, s = curves.shape
+    empty = _Agg(None, 0.0, np.full(s, np.nan), np.zeros(n))
+    if n == 0:
+        return empty
+    arg, conf, _mn, usable = _window_stats(curves)
+    w = _window_weights(conf, usable, floor_fraction)
+    if not np.any(w > 0):
+        return replace(empty, weights=w)
+    valid = np.isfinite(curves)
+    with np.errstate(all="ignore"):
+        med = np.nanmedian(np.where(valid, curves, np.nan), axis=1)
+    centred = np.where(valid, curves - med[:, None], 0.0)
+    wv = w[:, None] * valid
+    cover = wv.sum(0)
+    with np.errstate(all="ignore"):
+        curve = (w[:, None] * centred).sum(0) / cover
+    curve[cover < min_coverage * w.sum()] = np.nan  # shifts seen by too few windows are not searched
+    if not np.any(np.isfinite(curve)):
+        return replace(empty, weights=w)
+    i = int(np.nanargmin(curve))
+    conf_clip = float(np.nanmedian(curve) - curve[i])
+    step = float(shifts_ms[1] - shifts_ms[0]) if shifts_ms.size > 1 else float(STEP_MS)
+    if method == "curve":
+        off = float(shifts_ms[i]) + (_parabolic(curve, i) * step if refine else 0.0)
+    else:
+        offs = shifts_ms[arg].astype(np.float64)
+        keep = w > 0
+        if method == "weighted":
+            off = float(np.sum(w[keep] * offs[keep]) / np.sum(w[keep]))
+        elif method == "filtered":
+            off = float(np.mean(offs[keep]))
+        elif method == "median":
+            o = np.argsort(offs[keep])
+            cw = np.cumsum(w[keep][o])
+            off = float(offs[keep][o][np.searchsorted(cw, cw[-1] / 2)])
+        else:  # mean
+            off = float(np.mean(offs[usable])) if np.any(usable) else float(np.mean(offs))
+    return _Agg(off, conf_clip, curve, w)
+
+
+def _speaker_windows(per_track, num_frames: int, smooth_windows: int) -> list[np.ndarray]:
+    """Per track, a mask of the windows it owns: at each window start, the track with the highest
+    moving-average window confidence among the tracks present there."""
+    if len(per_track) == 1:
+        return [np.ones(per_track[0][0].starts.size, bool)]
+    n_t = len(per_track)
+    sm = np.full((n_t, num_frames + 1), -np.inf)
+    kernel = np.ones(max(1, smooth_windows))
+    for j, (tw, c, _agg) in enumerate(per_track):
+        conf = _window_stats(c)[1]
+        # moving average over the track's own windows (consecutive model frames within a track)
+        num = np.convolve(conf, kernel, mode="same")
+        den = np.convolve(np.ones_like(conf), kernel, mode="same")
+        sm[j, np.clip(tw.starts, 0, num_frames)] = num / den
+    owner = np.argmax(sm, axis=0)
+    return [owner[np.clip(tw.starts, 0, num_frames)] == j for j, (tw, _c, _a) in enumerate(per_track)]
+
+
+def _silent(audio: np.ndarray) -> bool:
+    """No 0.2 s stretch of the audio reaches SILENCE_DBFS."""
+    hop = 3200
+    if audio.size < hop:
+        return True
+    n = audio.size // hop
+    rms = np.sqrt(np.mean(audio[: n * hop].reshape(n, hop).astype(np.float64) ** 2, axis=1))
+    return bool(20 * np.log10(rms.max() + 1e-12) < SILENCE_DBFS)
+
+
+def _measure(prep: _Prepared, audio: np.ndarray, *, search_ms: float, step_ms: float, aggregate: str,
+             segment_s: float, drift_tolerance_ms: float, min_confidence: float, track: int | None,
+             refine: bool, video_name: str, t_audio: float, progress: ProgressFn) -> SyncResult:
+    t0 = time.perf_counter()
+    c0 = time.process_time()
+    model = prep.model
+    a = prep.analysis
+    tl = a.timeline
+    step_cols = max(1, int(round(step_ms / MS_PER_COL)))
+    max_cols = int(round(search_ms / MS_PER_COL)) // step_cols * step_cols
+    shifts = np.arange(-max_cols, max_cols + 1, step_cols, dtype=np.int64)
+    shifts_ms = shifts.astype(np.float64) * MS_PER_COL
+    duration = min(tl.num_model_frames / VIDEO_FPS, audio.size / 16000.0)
+    fingerprint = getattr(model, "fingerprint", "") or "unpackaged"
+    base = dict(video=video_name, search_ms=float(search_ms), step_ms=float(step_cols * MS_PER_COL), aggregate=aggregate,
+                shifts_ms=shifts_ms, duration_s=duration, source_fps=float(a.info.fps or tl.source_fps), model=fingerprint)
+
+    need = min_duration_s(search_ms)
+    if duration + 1e-6 < need:
+        raise TooShortError(f"{video_name}: {duration:.2f} s of video with audio; measuring offsets within "
+                            f"±{search_ms:.0f} ms needs at least {need:.2f} s (pass a smaller search range)")
+
+    def none_result(status: str, message: str, tracks=(), windows=None, curves=None, curve=None,
+                    confidence=0.0, candidate=None, track_id=None) -> SyncResult:
+        empty_w = SyncWindows(*(np.zeros(0, t) for t in (np.int64, np.int64, float, float, float, float, float, float)))
+        return SyncResult(status=status, message=message, offset_ms=None, confidence=float(confidence),
+                          candidate_ms=candidate, track_id=track_id, track_ids=[], tracks=list(tracks),
+                          curve=np.full(shifts.size, np.nan) if curve is None else curve,
+                          windows=empty_w if windows is None else windows,
+                          window_curves=np.zeros((0, shifts.size), np.float32) if curves is None else curves,
+                          segments=[], drift=False, drift_range_ms=0.0,
+                          timings={"faces_s": prep.faces_seconds, "video_embed_s": prep.embed_seconds,
+                                   "audio_s": t_audio}, **base)
+
+    tws = [t for t in prep.tracks if track is None or t.track.id == track]
+    if track is not None and not tws:
+        raise NoFaceError(f"{video_name}: no usable face track with id {track}")
+    if not tws:
+        return none_result("no_face", "no face big enough to read the lips from was found")
+    if _silent(audio):
+        return none_result("no_speech", f"the audio is silent (below {SILENCE_DBFS:.0f} dBFS throughout)")
+
+    mfcc = compute_mfcc(audio)
+    a_emb = audio_embeddings(model, mfcc, step_cols=step_cols)
+    progress("embed audio", 1, 1)
+    t_embed_audio = time.perf_counter() - t0
+
+    t1 = time.perf_counter()
+    per_track = []
+    for tw in tws:
+        c = window_curves(tw.starts, tw.emb, a_emb, shifts)
+        agg = aggregate_windows(c, shifts_ms, method=aggregate, refine=refine)
+        per_track.append((tw, c, agg))
+    # the speaker: at each moment, the face whose lip-sync confidence (smoothed over ~1 s, as
+    # active-speaker detection does) is highest owns that moment's windows; the other faces'
+    # windows there are left out. One face, or faces in different shots, keep all their windows.
+    keep = _speaker_windows(per_track, tl.num_model_frames, smooth_windows=int(round(SPEAKER_SMOOTH_S * VIDEO_FPS)))
+    chosen = [j for j in range(len(per_track)) if keep[j].any()]
+    best = max(chosen, key=lambda j: float(np.sum(_window_stats(per_track[j][1][keep[j]])[1])))
+    track_rows = []
+    for j, (tw, _c, tagg) in enumerate(per_track):
+        st = tw.starts
+        track_rows.append(TrackSync(track_id=int(tw.track.id), shot=int(tw.track.shot), start_s=float(st[0] / VIDEO_FPS),
+                                    end_s=float((st[-1] + WINDOW_FRAMES) / VIDEO_FPS), num_windows=int(st.size),
+                                    offset_ms=tagg.offset_ms if tagg.confidence >= min_confidence else None,
+                                    confidence=float(tagg.confidence), used=j in chosen))
+
+    curves = np.concatenate([per_track[j][1][keep[j]] for j in chosen])
+    starts = np.concatenate([per_track[j][0].starts[keep[j]] for j in chosen])
+    tids = np.concatenate([np.full(int(keep[j].sum()), per_track[j][0].track.id, np.int64) for j in chosen])
+    order = np.argsort(starts, kind="stable")
+    curves, starts, tids = curves[order], starts[order], tids[order]
+    agg = aggregate_windows(curves, shifts_ms, method=aggregate, refine=refine)
+    arg, conf, mn, usable = _window_stats(curves)
+    src = tl.model_to_source[np.clip(starts, 0, tl.num_model_frames - 1)]
+    windows = SyncWindows(track_id=tids, source_frame=src.astype(np.int64), start_s=starts / VIDEO_FPS,
+                          end_s=(starts + WINDOW_FRAMES) / VIDEO_FPS, offset_ms=np.where(usable, shifts_ms[arg], np.nan),
+                          confidence=conf, min_distance=mn.astype(np.float64), weight=agg.weights)
+
+    # drift: the same aggregate over consecutive segments
+    segments: list[SyncSegment] = []
+    if segment_s and segment_s > 0 and starts.size:
+        t_start = starts / VIDEO_FPS
+        seg_idx = np.floor(t_start / segment_s).astype(np.int64)
+        last = int(seg_idx.max())
+        # a short tail (under half a segment) joins the segment before it
+        if last > 0 and duration - last * segment_s < segment_s / 2:
+            seg_idx[seg_idx == last] = last - 1
+            last -= 1
+        for g in range(last + 1):
+            m = seg_idx == g
+            if not np.any(m):
+                continue
+            sa = aggregate_windows(curves[m], shifts_ms, method=aggregate, refine=refine)
+            end = duration if g == last else (g + 1) * segment_s
+            segments.append(SyncSegment(start_s=g * segment_s, end_s=float(end),
+                                        offset_ms=sa.offset_ms if sa.confidence >= min_confidence else None,
+                                        confidence=sa.confidence, num_windows=int(m.sum())))
+    seg_offs = [s.offset_ms for s in segments if s.offset_ms is not None]
+    drift_range = float(max(seg_offs) - min(seg_offs)) if len(seg_offs) > 1 else 0.0
+    t_search = time.perf_counter() - t1
+    timings = {"faces_s": prep.faces_seconds, "video_embed_s": prep.embed_seconds, "audio_decode_s": t_audio,
+               "audio_embed_s": t_embed_audio, "search_s": t_search,
+               # CPU seconds (all threads) of everything after decoding and face tracking
+               "after_decode_cpu_s": prep.embed_cpu_seconds + time.process_time() - c0}
+
+    main_track = int(per_track[best][0].track.id)
+    used_ids = [int(per_track[j][0].track.id) for j in chosen]
+    if agg.offset_ms is None or agg.confidence < min_confidence:
+        r = none_result("low_confidence",
+                        f"no clear lip-sync evidence (confidence {agg.confidence:.3f} < {min_confidence:.3f}): "
+                        "no speech from a visible face, or the face is not the one speaking",
+                        tracks=track_rows, windows=windows, curves=curves, curve=agg.curve,
+                        confidence=agg.confidence, candidate=agg.offset_ms, track_id=main_track)
+        r.track_ids = used_ids
+        r.segments = segments
+        r.timings = timings
+        return r
+    msg = f"measured on {starts.size} windows of face track(s) {', '.join(map(str, used_ids))}"
+    return SyncResult(status="ok", message=msg, offset_ms=float(agg.offset_ms), confidence=float(agg.confidence),
+                      candidate_ms=float(agg.offset_ms), track_id=main_track, track_ids=used_ids, tracks=track_rows,
+                      curve=agg.curve, windows=windows, window_curves=curves, segments=segments,
+                      drift=drift_range > drift_tolerance_ms, drift_range_ms=drift_range, timings=timings, **base)
+
+
+def measure_sync(video: PathLike, *, search_ms: float = DEFAULT_SEARCH_MS, step_ms: float = STEP_MS,
+                 aggregate: str = "curve", segment_s: float = DEFAULT_SEGMENT_S,
+                 drift_tolerance_ms: float = DRIFT_TOLERANCE_MS, min_confidence: float = MIN_CLIP_CONFIDENCE,
+                 track: int | None = None, refine: bool = True, model=None, device: str | None = None,
+                 detect_every: int = 3, analysis=None, progress: ProgressFn | None = None) -> SyncResult:
+    """Measure the audio-to-lips offset of ``video``.
+
+    ``search_ms``: offsets within ±this are searched (the clip must be at least
+    :func:`min_duration_s` long). ``step_ms``: shift step, 10 ms (one MFCC column) or a multiple
+    (40 = whole video frames). ``aggregate``: how windows are combined (see
+    :func:`aggregate_windows`). ``segment_s``/``drift_tolerance_ms``: drift check.
+    ``min_confidence``: clip confidence under which no offset is reported. ``track``: measure
+    this face track only (default: the face with the most lip-sync evidence, per shot).
+    ``model``: a :class:`~speakerid.model.SyncNet` or a checkpoint path (default: packaged).
+    ``analysis``: a :class:`~speakerid.faces.FaceAnalysis` of this same video to reuse (faces
+    are found and tracked when None).
+
+    Raises NoVideoStreamError / NoAudioStreamError / TooShortError (and the media errors) for
+    unusable input; returns a result with ``offset_ms=None`` when there is no face or no speech.
+    """
+    from .media import probe, read_audio, require_audio, require_video
+
+    progress = progress or silent
+    info = probe(video)
+    require_video(info)
+    require_audio(info)
+    if step_ms < STEP_MS or step_ms % STEP_MS:
+        raise ValueError(f"step_ms must be a multiple of {STEP_MS} ms, got {step_ms}")
+    if search_ms <= 0:
+        raise ValueError(f"search_ms must be positive, got {search_ms}")
+    t0 = time.perf_counter()
+    audio = read_audio(video)
+    t_audio = time.perf_counter() - t0
+    need = min_duration_s(search_ms)
+    dur = min(info.duration_s or 0.0, audio.size / 16000.0)
+    if dur + 0.05 < need:  # early exit before the expensive face pass; exact check in _measure
+        raise TooShortError(f"{video}: {dur:.2f} s of video with audio; measuring offsets within ±{search_ms:.0f} ms "
+                            f"needs at least {need:.2f} s (pass a smaller search range)")
+    m = _resolve_model(model, device)
+    prep = _prepare_video(video, m, analysis=analysis, progress=progress, detect_every=detect_every)
+    return _measure(prep, audio, search_ms=search_ms, step_ms=step_ms, aggregate=aggregate, segment_s=segment_s,
+                    drift_tolerance_ms=drift_tolerance_ms, min_confidence=min_confidence, track=track,
+                    refine=refine, video_name=str(video), t_audio=t_audio, progress=progress)
+
+
+# --------------------------------------------------------------------------------------------
+# repair
+
+
+def shift_sync(video: PathLike, out: PathLike, offset_ms: float, *, overwrite: bool = False) -> bool:
+    """Write a copy of ``video`` whose audio is displaced by ``offset_ms`` (``t_audio − t_video``):
+    +120 makes the audio lag by 120 ms. The video stream is copied; returns True when it was.
+
+    This *introduces* an offset (to make test material); :func:`repair_sync` removes one.
+    """
+    from .media import read_audio_native, remux_with_audio, shift_audio
+
+    na = read_audio_native(video)
+    shifted = replace(na, samples=shift_audio(na.samples, na.sample_rate, -float(offset_ms)))
+    return remux_with_audio(video, out, shifted, protect=[video], overwrite=overwrite)
+
+
+def repair_sync(video: PathLike, out: PathLike, offset_ms: float | None = None, *, search_ms: float = DEFAULT_SEARCH_MS,
+                overwrite: bool = False, remeasure: bool = True, model=None, device: str | None = None,
+                progress: ProgressFn | None = None, **measure_kw) -> RepairResult:
+    """Write ``out``: ``video`` with its audio shifted to undo ``offset_ms`` (measured when None).
+
+    The video stream is copied (not re-encoded) where the container allows; the audio is
+    re-encoded with the shift applied, sample-accurately, keeping its rate, channels and length.
+    The write is atomic and never replaces ``video``. With ``remeasure`` the output is measured
+    again and its residual offset reported (the faces and video embeddings are reused when the
+    video was copied bit for bit — only the audio changed).
+
+    Raises NoFaceError / NoSyncEvidenceError when no offset is given and none can be measured.
+    """
+    from .media import probe, read_audio, read_audio_native, remux_with_audio, require_audio, require_video, shift_audio
+
+    progress = progress or silent
+    info = probe(video)
+    require_video(info)
+    require_audio(info)
+    m = None
+    measured = None
+    prep = None
+    if offset_ms is None:
+        t0 = time.perf_counter()
+        audio = read_audio(video)
+        t_audio = time.perf_counter() - t0
+        need = min_duration_s(search_ms)
+        dur = min(info.duration_s or 0.0, audio.size / 16000.0)
+        if dur + 0.05 < need:
+            raise TooShortError(f"{video}: {dur:.2f} s of video with audio; measuring offsets within "
+                                f"±{search_ms:.0f} ms needs at least {need:.2f} s (give the offset to repair anyway)")
+    if offset_ms is None or remeasure:
+        m = _resolve_model(model, device)
+    if offset_ms is None:
+        prep = _prepare_video(video, m, progress=progress)
+        measured = _measure(prep, audio, search_ms=search_ms, step_ms=measure_kw.pop("step_ms", STEP_MS),
+                            aggregate=measure_kw.pop("aggregate", "curve"),
+                            segment_s=measure_kw.pop("segment_s", DEFAULT_SEGMENT_S),
+                            drift_tolerance_ms=measure_kw.pop("drift_tolerance_ms", DRIFT_TOLERANCE_MS),
+                            min_confidence=measure_kw.pop("min_confidence", MIN_CLIP_CONFIDENCE),
+                            track=measure_kw.pop("track", None), refine=True, video_name=str(video),
+                            t_audio=t_audio, progress=progress)
+        if measured.offset_ms is None:
+            if measured.status == "no_face":
+                raise NoFaceError(f"{video}: cannot repair: {measured.message}")
+            raise NoSyncEvidenceError(f"{video}: cannot repair: {measured.message} (pass an offset to apply it anyway)")
+        offset_ms = measured.offset_ms
+    if measure_kw:
+        raise TypeError(f"unexpected arguments: {', '.join(measure_kw)}")
+    na = read_audio_native(video)
+    shifted = replace(na, samples=shift_audio(na.samples, na.sample_rate, float(offset_ms)))
+    copied = remux_with_audio(video, out, shifted, protect=[video], overwrite=overwrite)
+    residual = None
+    if remeasure:
+        progress("re-measure", 0, 1)
+        t0 = time.perf_counter()
+        audio_out = read_audio(out)
+        t_audio = time.perf_counter() - t0
+        if copied and prep is not None:
+            prep_out = replace(prep, video=str(out))
+        else:
+            prep_out = _prepare_video(out, m, progress=progress)
+        try:
+            residual = _measure(prep_out, audio_out, search_ms=search_ms, step_ms=STEP_MS, aggregate="curve",
+                                segment_s=DEFAULT_SEGMENT_S, drift_tolerance_ms=DRIFT_TOLERANCE_MS,
+                                min_confidence=MIN_CLIP_CONFIDENCE, track=None, refine=True, video_name=str(out),
+                                t_audio=t_audio, progress=progress)
+        except TooShortError:
+            residual = None
+        progress("re-measure", 1, 1)
+    return RepairResult(input=str(video), output=str(out), applied_offset_ms=float(offset_ms), measured=measured,
+                        residual=residual, video_copied=copied)
+
+
+# --------------------------------------------------------------------------------------------
+# plots
+
+
+def plot_sync(result: SyncResult, path: PathLike | None = None, *, max_curves: int = 200):
+    """Figure: (top) distance vs audio shift — each window faint, the aggregate bold — and
+    (bottom) each window's offset and confidence over time. Saved to ``path`` (PNG) when given."""
+    import matplotlib
+
+    if path is not None:
+        matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, (ax0, ax1) = plt.subplots(2, 1, figsize=(9, 7), constrained_layout=True)
+    x = result.shifts_ms
+    wc = result.window_curves
+    if wc.size:
+        sel = np.linspace(0, wc.shape[0] - 1, min(max_curves, wc.shape[0])).astype(int)
+        for i in sel:
+            ax0.plot(x, wc[i] - np.nanmedian(wc[i]), color="0.6", lw=0.4, alpha=0.35)
+    ax0.plot(x, result.curve, color="C0", lw=2, label="aggregate (confidence-weighted)")
+    if result.offset_ms is not None:
+        ax0.axvline(result.offset_ms, color="C3", ls="--", label=f"offset {result.offset_ms:+.0f} ms")
+    elif result.candidate_ms is not None:
+        ax0.axvline(result.candidate_ms, color="0.3", ls=":", label=f"weak arg-min {result.candidate_ms:+.0f} ms")
+    ax0.set_xlabel("audio shift = offset candidate (ms; negative: audio leads)")
+    ax0.set_ylabel("distance − window median")
+    ax0.set_title(f"{Path(result.video).name}: {result.status}, confidence {result.confidence:.3f}")
+    ax0.legend(loc="lower right", fontsize=8)
+    w = result.windows
+    if len(w):
+        t = (w.start_s + w.end_s) / 2
+        used = w.weight > 0
+        ax1.scatter(t[~used], w.offset_ms[~used], s=8, color="0.7", label="window offset (dropped)")
+        ax1.scatter(t[used], w.offset_ms[used], s=10, color="C0", label="window offset (used)")
+        if result.offset_ms is not None:
+            ax1.axhline(result.offset_ms, color="C3", ls="--", lw=1)
+        for s in result.segments:
+            if s.offset_ms is not None:
+                ax1.hlines(s.offset_ms, s.start_s, s.end_s, color="C2", lw=2)
+        ax1.set_ylabel("offset (ms)")
+        ax1.set_ylim(-result.search_ms * 1.05, result.search_ms * 1.05)
+        ax2 = ax1.twinx()
+        ax2.plot(t, w.confidence, color="C1", lw=1, label="confidence")
+        ax2.set_ylabel("confidence (median − min)", color="C1")
+        ax1.legend(loc="upper left", fontsize=8)
+    ax1.set_xlabel("time (s, source)")
+    if path is not None:
+        from .media import atomic_output
+
+        with atomic_output(path, protect=[result.video]) as tmp:
+            fig.savefig(tmp, dpi=100, format="png")
+        plt.close(fig)
+    return fig

@@ -1,0 +1,156 @@
+"""Training data: cached clips → batches of video windows with their audio at every shift.
+
+A batch is ``chunks`` runs of ``chunk_len`` consecutive video windows, each run from one clip.
+The audio of a run is one MFCC span covering every window's audio at every shift in
+``±max_shift`` columns, so the audio stream embeds that span once (its embeddings at all
+10 ms positions are shared by the run's windows and by all their shifts).
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..features import COLS_PER_FRAME, WINDOW_COLS, WINDOW_FRAMES
+from .cache import CachedClip, load_clip, usable_windows
+
+MAX_SHIFT = 100
+"""Largest audio shift scored, in MFCC columns (±1 s)."""
+PAD = MAX_SHIFT
+
+
+def list_cache(cache_dir: str | os.PathLike, split: str = "train") -> list[Path]:
+    """Cache files of one split (``train`` or ``eval``), sorted so runs are reproducible."""
+    root = Path(cache_dir) / split
+    return sorted(p for p in root.rglob("*.npz") if not p.name.endswith(".partial.npz"))
+
+
+@dataclass
+class ClipData:
+    """One cached clip, ready for batching."""
+
+    name: str
+    group: str
+    crops: np.ndarray  # (N, 111, 111) uint8
+    mfcc_padded: np.ndarray  # (13, T + 2 PAD) float32, padded with the neutral (mean) MFCC
+    num_cols: int
+    windows: np.ndarray  # usable window starts
+    keep: np.ndarray = field(default=None)  # (num windows,) bool: window kept by refinement
+
+    @classmethod
+    def from_cached(cls, clip: CachedClip, pad_value: np.ndarray, name: str) -> ClipData:
+        m = clip.mfcc.astype(np.float32)
+        pad = np.repeat(pad_value[:, None].astype(np.float32), PAD, axis=1)
+        w = usable_windows(clip)
+        return cls(name=name, group=clip.group, crops=clip.crops, mfcc_padded=np.concatenate([pad, m, pad], 1),
+                   num_cols=m.shape[1], windows=w, keep=np.ones(w.size, bool))
+
+
+def mfcc_stats(clips: list[CachedClip]) -> tuple[np.ndarray, np.ndarray]:
+    cols = np.concatenate([c.mfcc for c in clips if c.mfcc.shape[1]], axis=1).astype(np.float64)
+    return cols.mean(1).astype(np.float32), (cols.std(1) + 1e-3).astype(np.float32)
+
+
+class WindowSampler:
+    """Draws runs of ``chunk_len`` consecutive usable windows, uniformly over all such runs."""
+
+    def __init__(self, clips: list[ClipData], chunk_len: int):
+        self.clips = clips
+        self.chunk_len = chunk_len
+        self.rebuild()
+
+    def rebuild(self) -> None:
+        L = self.chunk_len
+        cidx, starts = [], []
+        for k, c in enumerate(self.clips):
+            w = c.windows
+            if w.size < L:
+                continue
+            # runs: w[j] .. w[j+L-1] consecutive and at least one of them kept
+            ok = (w[L - 1:] - w[:w.size - L + 1]) == L - 1
+            kept = np.convolve(c.keep.astype(np.int32), np.ones(L, np.int32), "valid") > 0
+            j = np.nonzero(ok & kept)[0]
+            cidx.append(np.full(j.size, k))
+            starts.append(j)  # index into c.windows
+        self.cidx = np.concatenate(cidx) if cidx else np.zeros(0, np.int64)
+        self.widx = np.concatenate(starts) if starts else np.zeros(0, np.int64)
+
+    def __len__(self) -> int:
+        return int(self.cidx.size)
+
+    def batch(self, rng: np.random.Generator, chunks: int) -> dict:
+        """``video`` (C·L, 5, 111, 111) uint8, ``audio`` (C, 13, 4(L−1) + 20 + 2·MAX_SHIFT),
+        ``valid`` (C·L, 2·MAX_SHIFT+1) bool (shift inside the real audio), ``weight`` (C·L,)
+        (0 for windows dropped by refinement), ``group`` names."""
+        L = self.chunk_len
+        pick = rng.integers(0, len(self), chunks)
+        span = COLS_PER_FRAME * (L - 1) + WINDOW_COLS + 2 * MAX_SHIFT
+        video = np.empty((chunks * L, WINDOW_FRAMES, 111, 111), np.uint8)
+        audio = np.empty((chunks, 13, span), np.float32)
+        valid = np.empty((chunks * L, 2 * MAX_SHIFT + 1), bool)
+        weight = np.empty(chunks * L, np.float32)
+        groups = []
+        shifts = np.arange(-MAX_SHIFT, MAX_SHIFT + 1)
+        for b, p in enumerate(pick):
+            c = self.clips[self.cidx[p]]
+            j0 = int(self.widx[p])
+            i0 = int(c.windows[j0])
+            idx = i0 + np.arange(L)[:, None] + np.arange(WINDOW_FRAMES)
+            video[b * L:(b + 1) * L] = c.crops[idx]
+            s0 = COLS_PER_FRAME * i0  # padded column of real column (4 i0 − MAX_SHIFT)
+            audio[b] = c.mfcc_padded[:, s0:s0 + span]
+            starts = COLS_PER_FRAME * (i0 + np.arange(L))[:, None] + shifts
+            valid[b * L:(b + 1) * L] = (starts >= 0) & (starts + WINDOW_COLS <= c.num_cols)
+            weight[b * L:(b + 1) * L] = c.keep[j0:j0 + L]
+            groups.append(c.group)
+        return {"video": torch.from_numpy(video), "audio": torch.from_numpy(audio),
+                "valid": torch.from_numpy(valid), "weight": torch.from_numpy(weight), "groups": groups}
+
+
+def augment_video(x: torch.Tensor, rng: torch.Generator, strength: float = 1.0) -> torch.Tensor:
+    """Random per-window geometry (scale, shift, small rotation, horizontal flip) and photometry
+    (brightness, contrast, gamma, noise) on a ``(B, 5, H, W)`` uint8 batch → float 0..255.
+    The 5 frames of a window get the same transform, so motion between them is untouched."""
+    B = x.shape[0]
+    x = x.float()
+
+    def u(lo, hi, n=B):
+        return lo + (hi - lo) * torch.rand(n, generator=rng)
+
+    scale = u(1 - 0.12 * strength, 1 + 0.12 * strength)
+    ang = u(-6, 6) * strength * math.pi / 180
+    tx, ty = u(-0.08, 0.08) * strength, u(-0.08, 0.08) * strength
+    flip = torch.where(torch.rand(B, generator=rng) < 0.5, -1.0, 1.0)
+    cos, sin = torch.cos(ang) / scale, torch.sin(ang) / scale
+    theta = torch.stack([torch.stack([cos * flip, -sin, tx], 1), torch.stack([sin * flip, cos, ty], 1)], 1)
+    grid = torch.nn.functional.affine_grid(theta, list(x.shape), align_corners=False)
+    x = torch.nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    x = x / 255.0
+    gamma = torch.exp(u(-0.3, 0.3) * strength)[:, None, None, None]
+    x = x.clamp(1e-4, 1) ** gamma
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    contrast = u(0.6, 1.4)[:, None, None, None]
+    bright = u(-0.12, 0.12)[:, None, None, None] * strength
+    x = (x - mean) * contrast + mean + bright
+    x = x + torch.randn(x.shape, generator=rng) * (0.02 * strength)
+    return (x.clamp(0, 1) * 255.0)
+
+
+def augment_audio(a: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
+    """Loudness change (offset of the log-energy coefficient c0) and a little noise."""
+    a = a.clone()
+    a[:, 0] += (torch.rand(a.shape[0], 1, generator=rng) - 0.5) * 2.0
+    return a + torch.randn(a.shape, generator=rng) * 0.05 * a.std(dim=2, keepdim=True)
+
+
+def load_clips(paths: list[Path], pad_value: np.ndarray, root: Path | None = None) -> list[ClipData]:
+    out = []
+    for p in paths:
+        c = load_clip(p)
+        name = p.relative_to(root).as_posix() if root else p.name
+        out.append(ClipData.from_cached(c, pad_value, name))
+    return out

@@ -1,0 +1,568 @@
+"""Self-supervised SyncNet training: stage 1, refinement, stage 2; and the evaluation.
+
+Recipe (see docs/model.md):
+
+* a batch holds runs of consecutive 0.2 s video windows; every window is scored against its
+  own audio (positive, shift 0) and the same audio shifted by every 10 ms step up to ±1 s
+  (negatives: |shift| ≥ ``neg_min`` columns; shifts of 1..neg_min−1 columns are neither);
+* loss: the contrastive loss ``d²`` for positives and ``max(margin − d, 0)²`` for negatives,
+  the negatives' term split evenly between near shifts (< 4 frames) and far ones so the fine
+  timing is not drowned by the many easy far shifts;
+* refinement: score every positive training window with the stage-1 model and drop those
+  whose distance is above the threshold that best separates positives from far negatives
+  (maximum of P(d_pos ≤ t) − P(d_neg ≤ t), i.e. the equal-prior Bayes point); stage 2
+  fine-tunes on the kept windows.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..features import COLS_PER_FRAME, WINDOW_COLS, WINDOW_FRAMES
+from ..model import SyncNet, SyncNetConfig, model_from_checkpoint, read_checkpoint, save_checkpoint
+from .data import (MAX_SHIFT, ClipData, WindowSampler, augment_audio, augment_video, list_cache, load_clips,
+                   mfcc_stats)
+from .cache import load_clip
+
+NEAR = 4 * COLS_PER_FRAME  # shifts below 4 frames are "near" negatives
+
+
+@dataclass
+class TrainConfig:
+    cache_dir: str = "/work/cache"
+    out_dir: str = "/work/ckpt"
+    seed: int = 0
+    width: int = 16
+    audio_width: int = 10
+    embed_dim: int = 256
+    chunks: int = 12
+    chunk_len: int = 10
+    steps1: int = 2000
+    steps2: int = 700
+    lr1: float = 1e-3
+    lr2: float = 3e-4
+    weight_decay: float = 1e-4
+    margin: float = 1.2
+    neg_min: int = 3
+    ce_weight: float = 0.0
+    ce_temp: float = 0.1
+    warmup: int = 100
+    threads: int = 1
+    ckpt_minutes: float = 4.0
+    eval_every: int = 500
+    rescan_every: int = 200
+    groups: list[str] = field(default_factory=list)
+
+
+def pair_distances(model: SyncNet, video: torch.Tensor, audio: torch.Tensor, chunk_len: int) -> torch.Tensor:
+    """Distances of every window of a batch to its audio at every shift → ``(C·L, 2·MAX_SHIFT+1)``."""
+    v = model.embed_video(video)  # (C·L, D)
+    a = model.embed_audio_seq(audio)  # (C, D, P)
+    C, D, _ = a.shape
+    L = chunk_len
+    idx = COLS_PER_FRAME * torch.arange(L)[:, None] + torch.arange(2 * MAX_SHIFT + 1)  # (L, S)
+    a = a[:, :, idx]  # (C, D, L, S)
+    v = v.view(C, L, D)
+    if model.config.normalize:
+        d2 = (2 - 2 * torch.einsum("cld,cdls->cls", v, a)).clamp_min(0)
+    else:
+        d2 = ((v[..., None] - a.permute(0, 2, 1, 3)) ** 2).sum(2)
+    return (d2 + 1e-8).sqrt().reshape(C * L, -1)
+
+
+def sync_loss(d: torch.Tensor, valid: torch.Tensor, weight: torch.Tensor, cfg: TrainConfig) -> tuple[torch.Tensor, dict]:
+    S = d.shape[1]
+    shifts = torch.arange(S) - MAX_SHIFT
+    w = weight[:, None] * valid
+    pos = d[:, MAX_SHIFT]
+    wp = weight * valid[:, MAX_SHIFT]
+    pos_loss = (wp * pos ** 2).sum() / wp.sum().clamp_min(1)
+    neg_l = torch.relu(cfg.margin - d) ** 2
+    near = (shifts.abs() >= cfg.neg_min) & (shifts.abs() < NEAR)
+    far = shifts.abs() >= NEAR
+    wn, wf = w * near, w * far
+    neg_loss = 0.5 * (wn * neg_l).sum() / wn.sum().clamp_min(1) + 0.5 * (wf * neg_l).sum() / wf.sum().clamp_min(1)
+    loss = pos_loss + neg_loss
+    stats = {"pos_loss": pos_loss.item(), "neg_loss": neg_loss.item()}
+    # candidate set of the single-window task: valid shifts; right if |argmin| ≤ 1 frame
+    dm = d.detach().masked_fill(~valid, float("inf"))
+    am = dm.argmin(1) - MAX_SHIFT
+    full = valid.all(1) & (weight > 0)
+    stats["acc"] = ((am.abs() <= COLS_PER_FRAME) & full).sum().item() / max(1, full.sum().item())
+    stats["d_pos"] = (pos * wp).sum().item() / max(1.0, wp.sum().item())
+    stats["d_neg"] = (d.detach() * wf).sum().item() / max(1.0, wf.sum().item())
+    if cfg.ce_weight > 0:
+        # optional auxiliary term: softmax over shifts, target = no shift (off by default)
+        ign = (shifts.abs() > 0) & (shifts.abs() < cfg.neg_min)
+        logits = (-(d ** 2) / cfg.ce_temp).masked_fill(~valid | ign, -1e4)
+        ce = torch.nn.functional.cross_entropy(logits, torch.full((d.shape[0],), MAX_SHIFT), reduction="none")
+        ce = (ce * wp).sum() / wp.sum().clamp_min(1)
+        loss = loss + cfg.ce_weight * ce
+        stats["ce"] = ce.item()
+    stats["loss"] = loss.item()
+    return loss, stats
+
+
+def lr_at(step: int, total: int, base: float, warmup: int) -> float:
+    if step < warmup:
+        return base * (step + 1) / warmup
+    p = min(1.0, (step - warmup) / max(1, total - warmup))
+    return base * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * p)))
+
+
+# ---------------------------------------------------------------------------------------------
+# evaluation
+
+@torch.no_grad()
+def clip_distance_curves(model: SyncNet, crops: np.ndarray, mfcc: np.ndarray, starts: np.ndarray,
+                         max_shift: int = MAX_SHIFT, batch: int = 256) -> np.ndarray:
+    """Distances of video windows ``starts`` to the audio at every shift in ±max_shift columns
+    → ``(n, 2·max_shift+1)``, ``inf`` where the shifted window leaves the audio."""
+    model.eval()
+    dev = next(model.parameters()).device
+    T = mfcc.shape[1]
+    n = starts.size
+    out = np.full((n, 2 * max_shift + 1), np.inf, np.float32)
+    if n == 0 or T < WINDOW_COLS:
+        return out
+    a = model.embed_audio_seq(torch.from_numpy(np.ascontiguousarray(mfcc, np.float32))[None].to(dev))[0]  # (D, T-19)
+    a = a.T.contiguous()  # (P, D)
+    P = a.shape[0]
+    shifts = np.arange(-max_shift, max_shift + 1)
+    for b in range(0, n, batch):
+        s = starts[b:b + batch]
+        idx = s[:, None] + np.arange(WINDOW_FRAMES)
+        v = model.embed_video(torch.from_numpy(np.ascontiguousarray(crops[idx])).to(dev))  # (m, D)
+        cols = COLS_PER_FRAME * s[:, None] + shifts  # (m, S)
+        ok = (cols >= 0) & (cols < P)
+        cc = torch.from_numpy(np.clip(cols, 0, P - 1)).to(dev)
+        d = torch.linalg.vector_norm(v[:, None, :] - a[cc], dim=2).float().cpu().numpy()
+        d[~ok] = np.inf
+        out[b:b + batch] = d
+    return out
+
+
+def single_window_accuracy(curves: np.ndarray, full_only: bool = True) -> dict:
+    """Share of windows whose arg-min shift is within ±1 video frame of the truth (0),
+    over 10 ms steps and over 40 ms (one-frame) steps."""
+    S = curves.shape[1]
+    ms = (S - 1) // 2
+    shifts = np.arange(-ms, ms + 1)
+    if full_only:
+        curves = curves[np.isfinite(curves).all(1)]
+    if curves.shape[0] == 0:
+        return {"windows": 0, "acc_10ms": float("nan"), "acc_frame": float("nan")}
+    a10 = shifts[curves.argmin(1)]
+    fr = (shifts % COLS_PER_FRAME) == 0
+    af = shifts[fr][curves[:, fr].argmin(1)]
+    return {"windows": int(curves.shape[0]), "acc_10ms": float((np.abs(a10) <= COLS_PER_FRAME).mean()),
+            "acc_frame": float((np.abs(af) <= COLS_PER_FRAME).mean())}
+
+
+def aggregate_offset(curves: np.ndarray) -> tuple[int, float]:
+    """Confidence-weighted clip offset (columns) from per-window curves: each window's curve is
+    weighted by its confidence (median − min distance), the weighted mean curve's arg-min wins."""
+    ok = np.isfinite(curves)
+    c = np.where(ok, curves, np.nan)
+    conf = np.nanmedian(c, 1) - np.nanmin(c, 1)
+    conf = np.nan_to_num(conf)
+    w = conf[:, None] * ok
+    num = np.nansum(np.where(ok, c, 0) * w, 0)
+    den = w.sum(0)
+    mean = np.where(den > 0, num / np.maximum(den, 1e-9), np.inf)
+    # shifts seen by too few windows are unreliable
+    mean[ok.sum(0) < max(3, 0.5 * ok.sum(0).max())] = np.inf
+    k = int(np.argmin(mean))
+    return k - (curves.shape[1] - 1) // 2, float(conf.mean())
+
+
+CLIP_OFFSETS_MS = (-400, -200, -120, -80, -40, 0, 40, 80, 120, 200, 400)
+
+
+def shift_mfcc(mfcc: np.ndarray, offset_cols: int, fill: np.ndarray) -> np.ndarray:
+    """MFCC of the same clip with its audio delayed by ``offset_cols`` (offset_ms = 10·cols:
+    positive = audio lags the video)."""
+    T = mfcc.shape[1]
+    out = np.repeat(fill[:, None], T, 1).astype(np.float32)
+    if offset_cols >= 0:
+        out[:, offset_cols:] = mfcc[:, :T - offset_cols]
+    else:
+        out[:, :T + offset_cols] = mfcc[:, -offset_cols:]
+    return out
+
+
+def evaluate(model: SyncNet, cache_dir: str | os.PathLike, split: str = "eval", log=print,
+             clip_level: bool = True) -> dict:
+    """Single-window accuracy and the cache-level clip offset check on ``cache_dir/<split>``."""
+    from .cache import usable_windows
+
+    paths = list_cache(cache_dir, split)
+    curves_all, per_group = [], {}
+    clip_rows = []
+    fill = model.mfcc_mean.float().cpu().numpy()
+    for p in paths:
+        c = load_clip(p)
+        w = usable_windows(c)
+        if w.size == 0:
+            continue
+        cur = clip_distance_curves(model, c.crops, c.mfcc, w)
+        curves_all.append(cur)
+        src = Path(p).stem
+        per_group.setdefault(_eval_source(src), []).append(cur)
+        if clip_level:
+            for off in CLIP_OFFSETS_MS:
+                m2 = shift_mfcc(c.mfcc, off // 10, fill)
+                cc = clip_distance_curves(model, c.crops, m2, w)
+                est, conf = aggregate_offset(cc)
+                clip_rows.append({"clip": src, "offset_ms": off, "est_ms": est * 10, "conf": conf})
+    if not curves_all:
+        return {"windows": 0}
+    res = {"split": split, "clips": len(curves_all)}
+    res.update(single_window_accuracy(np.concatenate(curves_all)))
+    res["by_source"] = {k: single_window_accuracy(np.concatenate(v)) for k, v in sorted(per_group.items())}
+    if clip_rows:
+        err = np.array([abs(r["est_ms"] - r["offset_ms"]) for r in clip_rows])
+        res["clip_level"] = {"n": len(clip_rows), "within_40ms": float((err <= 40).mean()),
+                             "within_80ms": float((err <= 80).mean()), "mae_ms": float(err.mean())}
+        res["clip_level_rows"] = clip_rows
+    return res
+
+
+def _eval_source(stem: str) -> str:
+    s = stem.lower()
+    if "grid" in s or "vcd" in s:
+        return "grid"
+    if "misc_audio_source" in s:
+        return "misc_audio_source"
+    if "id0" in s:
+        return "voxceleb"
+    return "other"
+
+
+# ---------------------------------------------------------------------------------------------
+# refinement
+
+@torch.no_grad()
+def score_training_windows(model: SyncNet, clips: list[ClipData], far_min: int = 10 * COLS_PER_FRAME,
+                           log=print) -> tuple[list[np.ndarray], np.ndarray]:
+    """Positive distance of every usable training window, and a sample of far-negative
+    distances (|shift| ≥ ``far_min`` columns, valid ones) for the threshold."""
+    pos, negs = [], []
+    t0 = time.time()
+    for k, c in enumerate(clips):
+        if c.windows.size == 0:
+            pos.append(np.zeros(0, np.float32))
+            continue
+        m = c.mfcc_padded[:, 100:100 + c.num_cols]
+        cur = clip_distance_curves(model, c.crops, m, c.windows)
+        pos.append(cur[:, MAX_SHIFT].copy())
+        sh = np.abs(np.arange(-MAX_SHIFT, MAX_SHIFT + 1)) >= far_min
+        far = cur[:, sh]
+        negs.append(far[np.isfinite(far)][::7])
+        if (k + 1) % 200 == 0:
+            log(f"  scored {k + 1}/{len(clips)} clips, {time.time() - t0:.0f}s", flush=True)
+    return pos, np.concatenate(negs) if negs else np.zeros(0, np.float32)
+
+
+def refinement_threshold(pos: np.ndarray, neg: np.ndarray) -> float:
+    """Distance that best separates positives from far negatives: arg-max of
+    P(d_pos ≤ t) − P(d_neg ≤ t) (Youden's J; the Bayes threshold for equal priors)."""
+    ts = np.linspace(0, 2, 801)
+    cp = np.searchsorted(np.sort(pos), ts, side="right") / max(1, pos.size)
+    cn = np.searchsorted(np.sort(neg), ts, side="right") / max(1, neg.size)
+    return float(ts[np.argmax(cp - cn)])
+
+
+# ---------------------------------------------------------------------------------------------
+# the training run
+
+class TrainingInterrupted(Exception):
+    """Raised after the checkpoint is written when a run stops early (``stop_after``)."""
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, log=None, stop_after: int | None = None):
+        self.cfg = cfg
+        self._stop_after = stop_after  # for tests: checkpoint and stop after this many steps of a stage
+        self.out = Path(cfg.out_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.log_file = open(self.out / "train.log", "a")
+        self._log = log
+        torch.set_num_threads(cfg.threads)
+
+    def log(self, msg: str, flush: bool = True) -> None:
+        line = f"[{time.strftime('%H:%M:%S')}] {msg}"
+        print(line, flush=True) if self._log is None else self._log(line)
+        self.log_file.write(line + "\n")
+        self.log_file.flush()
+
+    # -- data
+    def _scan(self, known: dict) -> list[Path]:
+        paths = list_cache(self.cfg.cache_dir, "train")
+        if self.cfg.groups:
+            paths = [p for p in paths if p.parent.name in self.cfg.groups]
+        return [p for p in paths if p.as_posix() not in known]
+
+    def _add_clips(self) -> int:
+        new = self._scan(self.names)
+        if not new:
+            return 0
+        root = Path(self.cfg.cache_dir) / "train"
+        cl = load_clips(new, self.pad_value, root)
+        for p, c in zip(new, cl):
+            self.names[p.as_posix()] = len(self.clips)
+            self.clips.append(c)
+        self.sampler.rebuild()
+        return len(cl)
+
+    def run(self, resume: bool = False) -> Path:
+        cfg = self.cfg
+        state_path = self.out / "latest.pt"
+        ckpt = read_checkpoint(state_path) if resume and state_path.exists() else None
+        if resume and ckpt is None:
+            self.log("no checkpoint to resume from; starting fresh")
+        torch.manual_seed(cfg.seed)
+        self.names: dict[str, int] = {}
+        self.clips: list[ClipData] = []
+        if ckpt is not None:
+            self.model = model_from_checkpoint(ckpt)
+            ex = ckpt["extra"]
+            self.pad_value = self.model.mfcc_mean.numpy().copy()
+            stage, step = ex["stage"], ex["step"]
+        else:
+            paths = self._scan({})
+            first = [load_clip(p) for p in paths]
+            if not first:
+                raise SystemExit(f"no training clips under {cfg.cache_dir}/train")
+            mean, std = mfcc_stats(first)
+            del first
+            self.model = SyncNet(SyncNetConfig(width=cfg.width, audio_width=cfg.audio_width, embed_dim=cfg.embed_dim))
+            self.model.mfcc_mean.copy_(torch.from_numpy(mean))
+            self.model.mfcc_std.copy_(torch.from_numpy(std))
+            self.pad_value = mean
+            stage, step = 1, 0
+        self.sampler = WindowSampler(self.clips, cfg.chunk_len)
+        n = self._add_clips()
+        if ckpt is not None and ckpt["extra"].get("keep"):
+            self._apply_keep(ckpt["extra"]["keep"])
+        self.log(f"{n} training clips, {sum(c.windows.size for c in self.clips)} usable windows, "
+                 f"{len(self.sampler)} runs of {cfg.chunk_len}; params {sum(p.numel() for p in self.model.parameters())}")
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr1, weight_decay=cfg.weight_decay)
+        self.rng = np.random.default_rng(cfg.seed)
+        self.trng = torch.Generator().manual_seed(cfg.seed)
+        if ckpt is not None:
+            ex = ckpt["extra"]
+            self.opt.load_state_dict(ex["optimizer"])
+            self.rng.bit_generator.state = ex["np_rng"]
+            self.trng.set_state(ex["torch_rng"])
+            self.refine_info = ex.get("refine")
+            self.log(f"resumed stage {stage} step {step}")
+        else:
+            self.refine_info = None
+        self.elapsed0 = ckpt["extra"].get("elapsed", 0.0) if ckpt is not None else 0.0
+        self.t_start = time.time()
+        csv_path = self.out / "train_log.csv"
+        new_csv = not csv_path.exists()
+        self.csv = open(csv_path, "a", newline="")
+        self.writer = csv.writer(self.csv)
+        if new_csv:
+            self.writer.writerow(["stage", "step", "elapsed_s", "lr", "loss", "pos_loss", "neg_loss", "ce", "d_pos",
+                                  "d_neg", "batch_acc", "windows_per_s", "eval_acc_10ms", "eval_acc_frame"])
+        if stage == 1:
+            self._train_stage(1, step, cfg.steps1, cfg.lr1)
+            self.save(1, cfg.steps1)
+            self.snapshot("stage1.pt")
+            stage, step = 2, 0
+            self.refine()
+            self.save(2, 0)
+        elif stage == 2 and self.refine_info is None:
+            self.refine()
+            self.save(2, step)
+        if stage == 2:
+            self._train_stage(2, step, cfg.steps2, cfg.lr2)
+            self.save(3, 0)
+            self.snapshot("stage2.pt")
+        final = self.out / "final.pt"
+        self.snapshot("final.pt")
+        self.log(f"done; wall time of the training run {self.elapsed():.0f}s")
+        return final
+
+    def elapsed(self) -> float:
+        return self.elapsed0 + time.time() - self.t_start
+
+    def _apply_keep(self, keep: dict) -> None:
+        for name, k in self.names.items():
+            rel = Path(name).relative_to(Path(self.cfg.cache_dir) / "train").as_posix()
+            if rel in keep:
+                self.clips[k].keep = np.asarray(keep[rel], bool)
+        self.sampler.rebuild()
+
+    def _eval(self) -> dict:
+        if not list_cache(self.cfg.cache_dir, "eval"):
+            return {}
+        r = evaluate(self.model, self.cfg.cache_dir, "eval", clip_level=False)
+        self.model.train()
+        return r
+
+    def _train_stage(self, stage: int, step: int, total: int, base_lr: float) -> None:
+        cfg = self.cfg
+        model = self.model
+        model.train()
+        last_ckpt = time.time()
+        t_win, n_win = time.time(), 0
+        acc_hist: list[dict] = []
+        self.log(f"stage {stage}: steps {step}..{total}, lr {base_lr}")
+        try:
+            self._loop(stage, step, total, base_lr, last_ckpt, t_win, n_win, acc_hist)
+        except KeyboardInterrupt:
+            self.log("interrupted: writing a checkpoint before exiting")
+            self.save(stage, self._step)
+            raise
+
+    def _loop(self, stage, step, total, base_lr, last_ckpt, t_win, n_win, acc_hist) -> None:
+        cfg, model = self.cfg, self.model
+        self._step = step
+        while step < total:
+            if stage == 1 and cfg.rescan_every and step % cfg.rescan_every == 0 and step > 0:
+                added = self._add_clips()
+                if added:
+                    self.log(f"  +{added} clips from the cache (now {len(self.clips)} clips, {len(self.sampler)} runs)")
+            if step % 50 == 0:
+                self._threads_from_control_file()
+            lr = lr_at(step, total, base_lr, cfg.warmup if stage == 1 else 20)
+            for g in self.opt.param_groups:
+                g["lr"] = lr
+            b = self.sampler.batch(self.rng, cfg.chunks)
+            video = augment_video(b["video"], self.trng)
+            audio = augment_audio(b["audio"], self.trng)
+            d = pair_distances(model, video, audio, cfg.chunk_len)
+            loss, st = sync_loss(d, b["valid"], b["weight"], cfg)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            self.opt.step()
+            step += 1
+            self._step = step
+            n_win += video.shape[0]
+            acc_hist.append(st)
+            ev = {}
+            if cfg.eval_every and step % cfg.eval_every == 0:
+                ev = self._eval()
+                if ev:
+                    self.log(f"  eval: single-window acc {ev['acc_10ms']:.3f} (10 ms steps), {ev['acc_frame']:.3f} "
+                             f"(frame steps) on {ev['windows']} windows")
+            if step % 20 == 0 or ev or step == total:
+                wps = n_win / (time.time() - t_win)
+                m = {k: float(np.mean([h.get(k, np.nan) for h in acc_hist])) for k in acc_hist[-1]}
+                self.log(f"stage {stage} step {step}/{total} loss {m['loss']:.4f} pos {m['pos_loss']:.3f} "
+                         f"neg {m['neg_loss']:.3f} d+ {m['d_pos']:.3f} d- {m['d_neg']:.3f} acc {m['acc']:.3f} "
+                         f"lr {lr:.2e} {wps:.0f} win/s {self.elapsed():.0f}s")
+                self.writer.writerow([stage, step, round(self.elapsed(), 1), f"{lr:.3e}", f"{m['loss']:.5f}",
+                                      f"{m['pos_loss']:.5f}", f"{m['neg_loss']:.5f}", f"{m.get('ce', float('nan')):.5f}",
+                                      f"{m['d_pos']:.4f}", f"{m['d_neg']:.4f}", f"{m['acc']:.4f}", f"{wps:.1f}",
+                                      f"{ev.get('acc_10ms', '')}", f"{ev.get('acc_frame', '')}"])
+                self.csv.flush()
+                acc_hist.clear()
+                t_win, n_win = time.time(), 0
+            if time.time() - last_ckpt > cfg.ckpt_minutes * 60:
+                self.save(stage, step)
+                last_ckpt = time.time()
+            if self._stop_after is not None and step >= self._stop_after:
+                self.save(stage, step)
+                raise TrainingInterrupted(f"stopped after step {step}")
+
+    def _threads_from_control_file(self) -> None:
+        # On a shared machine, one thread can beat two (OpenMP threads stall when a core is
+        # taken by another process); <out_dir>/threads lets an operator change it mid-run.
+        f = self.out / "threads"
+        try:
+            n = int(f.read_text().strip()) if f.exists() else self.cfg.threads
+        except ValueError:
+            return
+        if n != torch.get_num_threads() and n > 0:
+            torch.set_num_threads(n)
+            self.log(f"  using {n} thread(s)")
+
+    def refine(self) -> None:
+        self.log("refinement: scoring every positive training window with the stage-1 model")
+        self.model.eval()
+        pos, neg = score_training_windows(self.model, self.clips, log=lambda m, flush=True: self.log(m))
+        allpos = np.concatenate(pos)
+        thr = refinement_threshold(allpos, neg)
+        groups: dict[str, list[int]] = {}
+        keep = {}
+        root = Path(self.cfg.cache_dir) / "train"
+        for (name, k) in self.names.items():
+            c = self.clips[k]
+            kk = pos[k] <= thr
+            c.keep = kk
+            keep[Path(name).relative_to(root).as_posix()] = kk.tolist()
+            g = groups.setdefault(c.group, [0, 0, 0, 0])
+            g[0] += kk.size
+            g[1] += int((~kk).sum())
+            g[2] += 1
+            g[3] += int(kk.size > 0 and (~kk).mean() > 0.5)
+        self.sampler.rebuild()
+        info = {"threshold": thr, "pos_median": float(np.median(allpos)), "neg_median": float(np.median(neg)),
+                "pos_quantiles": np.quantile(allpos, [0.1, 0.25, 0.5, 0.75, 0.9]).round(4).tolist(),
+                "neg_quantiles": np.quantile(neg, [0.01, 0.05, 0.1, 0.25, 0.5]).round(4).tolist(),
+                "groups": {g: {"windows": v[0], "dropped": v[1], "dropped_share": round(v[1] / max(1, v[0]), 4),
+                               "clips": v[2], "clips_mostly_dropped": v[3]} for g, v in sorted(groups.items())}}
+        self.refine_info = info
+        self.keep = keep
+        (self.out / "refinement.json").write_text(json.dumps(info, indent=1))
+        clip_rows = [{"clip": Path(n).relative_to(root).as_posix(), "windows": int(self.clips[k].keep.size),
+                      "dropped": int((~self.clips[k].keep).sum()),
+                      "median_d_pos": float(np.median(pos[k])) if pos[k].size else None}
+                     for n, k in self.names.items()]
+        (self.out / "refinement_clips.json").write_text(json.dumps(clip_rows, indent=0))
+        self.log(f"refinement threshold {thr:.3f} (positives median {info['pos_median']:.3f}, far negatives median "
+                 f"{info['neg_median']:.3f})")
+        for g, v in info["groups"].items():
+            self.log(f"  {g}: dropped {v['dropped']}/{v['windows']} windows ({100 * v['dropped_share']:.1f}%), "
+                     f"{v['clips_mostly_dropped']}/{v['clips']} clips mostly dropped")
+        self.log(f"  kept {len(self.sampler)} runs for stage 2")
+        self.model.train()
+
+    def save(self, stage: int, step: int) -> None:
+        keep = getattr(self, "keep", None)
+        if keep is None and self.refine_info is not None:
+            root = Path(self.cfg.cache_dir) / "train"
+            keep = {Path(n).relative_to(root).as_posix(): self.clips[k].keep.tolist() for n, k in self.names.items()}
+        extra = {"stage": stage, "step": step, "optimizer": self.opt.state_dict(),
+                 "np_rng": self.rng.bit_generator.state, "torch_rng": self.trng.get_state(),
+                 "refine": self.refine_info, "keep": keep, "elapsed": self.elapsed(), "train_config": asdict(self.cfg)}
+        save_checkpoint(self.model, self.out / "latest.pt", half=False, meta=self._meta(stage, step), extra=extra)
+        self.log(f"  checkpoint {self.out / 'latest.pt'} (stage {stage}, step {step})")
+
+    def _meta(self, stage: int, step: int) -> dict:
+        groups: dict[str, int] = {}
+        for c in self.clips:
+            groups[c.group] = groups.get(c.group, 0) + int(c.windows.size)
+        return {"stage": stage, "step": step, "train_config": asdict(self.cfg), "windows_per_group": groups,
+                "refinement": self.refine_info, "elapsed_s": round(self.elapsed(), 1),
+                "created": time.strftime("%Y-%m-%d %H:%M:%S")}
+
+    def snapshot(self, name: str) -> None:
+        stage = 3 if name == "final.pt" else (1 if "1" in name else 2)
+        save_checkpoint(self.model, self.out / name, half=False, meta=self._meta(stage, 0))
+        self.log(f"  saved {self.out / name}")
+
+
+def export_weights(src: str | os.PathLike, dst: str | os.PathLike, metrics: dict | None = None) -> str:
+    """Write the shipping checkpoint (fp16 weights, metadata, no optimizer state)."""
+    ckpt = read_checkpoint(Path(src))
+    model = model_from_checkpoint(ckpt)
+    meta = dict(ckpt.get("meta", {}))
+    if metrics:
+        meta["metrics"] = metrics
+    return save_checkpoint(model, dst, half=True, meta=meta)

@@ -1,0 +1,143 @@
+"""Generate small test media with PyAV: known frame times, known audio events, odd layouts.
+
+Every generated video frame carries its own index as a 10-bit code of black/white squares, so a
+test can read back which source frame it got (see :func:`frame_code`).
+"""
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+CODE_BITS = 10
+CELL = 16  # pixel size of one code square
+
+
+def coded_image(index: int, width: int = 192, height: int = 112) -> np.ndarray:
+    """A BGR frame: a coloured gradient whose hue moves with ``index`` and the index in binary
+    as a row of white (1) / black (0) squares at the top left."""
+    y, x = np.mgrid[0:height, 0:width]
+    img = np.empty((height, width, 3), np.uint8)
+    img[..., 0] = (x * 255 // max(width - 1, 1) + 7 * index) % 256
+    img[..., 1] = (y * 255 // max(height - 1, 1)) % 256
+    img[..., 2] = 128
+    img[: CELL + 4, : CODE_BITS * CELL + 4] = 128
+    for b in range(CODE_BITS):
+        v = 255 if (index >> b) & 1 else 0
+        img[2:2 + CELL, 2 + b * CELL:2 + (b + 1) * CELL] = v
+    return img
+
+
+def frame_code(image: np.ndarray) -> int:
+    """Read back the index written by :func:`coded_image` (BGR or gray, any scale ≥ 1/4)."""
+    gray = image if image.ndim == 2 else image.mean(axis=2)
+    sx, sy = image.shape[1] / 192.0, image.shape[0] / 112.0
+    n = 0
+    for b in range(CODE_BITS):
+        cx = int((2 + b * CELL + CELL / 2) * sx)
+        cy = int((2 + CELL / 2) * sy)
+        if gray[cy, cx] > 128:
+            n |= 1 << b
+    return n
+
+
+def tone_with_clicks(duration_s: float, rate: int, clicks_s: list[float], level: float = 0.01) -> np.ndarray:
+    """Quiet noise with a full-scale one-sample click at each time in ``clicks_s``."""
+    rng = np.random.default_rng(0)
+    a = rng.normal(0, level, int(round(duration_s * rate))).astype(np.float32)
+    for t in clicks_s:
+        a[int(round(t * rate))] = 0.9
+    return a
+
+
+def write_media(path: Path, *, frame_times: list[float] | None = None, fps: float = 25.0,
+                num_frames: int = 50, size: tuple[int, int] = (192, 112), vcodec: str = "libx264",
+                pix_fmt: str = "yuv420p", audio: np.ndarray | None = None, audio_rate: int = 16000,
+                acodec: str = "aac", audio_start_s: float = 0.0, video: bool = True,
+                images=None, time_base: Fraction | None = None, options: dict | None = None) -> Path:
+    """Write a test file. ``frame_times`` (s) gives each frame's presentation time (VFR);
+    otherwise frames are at ``i / fps``. ``images``: an iterable of BGR frames to use instead of
+    :func:`coded_image`. ``audio`` (mono float32) starts ``audio_start_s`` after the first frame."""
+    path = Path(path)
+    if frame_times is None:
+        frame_times = [i / fps for i in range(num_frames)]
+    with av.open(str(path), mode="w", options=options or {}) as out:
+        vs = aus = None
+        if video:
+            rate = Fraction(fps).limit_denominator(1001)
+            vs = out.add_stream(vcodec, rate=rate)
+            vs.width, vs.height = size
+            vs.pix_fmt = pix_fmt
+            vfr = len(set(np.round(np.diff(frame_times), 6).tolist())) > 1
+            tb = time_base or (Fraction(1, 1000) if vfr else Fraction(1) / rate)
+            vs.codec_context.time_base = tb
+            vs.time_base = tb
+        if audio is not None:
+            aus = out.add_stream(acodec, rate=audio_rate, layout="mono")
+            aus.time_base = Fraction(1, audio_rate)
+        if vs is not None:
+            imgs = iter(images) if images is not None else None
+            for i, t in enumerate(frame_times):
+                img = next(imgs) if imgs is not None else coded_image(i, *size)
+                vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="bgr24")
+                vf.pts = int(round(t / vs.codec_context.time_base))
+                vf.time_base = vs.codec_context.time_base
+                for pkt in vs.encode(vf):
+                    out.mux(pkt)
+            for pkt in vs.encode():
+                out.mux(pkt)
+        if aus is not None:
+            fs = aus.codec_context.frame_size or 1024
+            fmt = aus.codec_context.format.name if aus.codec_context.format else "fltp"
+            pts0 = int(round(audio_start_s * audio_rate))
+            for s in range(0, audio.size, fs):
+                chunk = audio[s:s + fs]
+                if chunk.size < fs and acodec in ("aac", "libopus", "opus", "vorbis"):
+                    chunk = np.concatenate([chunk, np.zeros(fs - chunk.size, np.float32)])
+                arr = chunk.reshape(1, -1)
+                if fmt.startswith("s16"):
+                    arr = (np.clip(arr, -1, 1) * 32767).astype(np.int16)
+                    af = av.AudioFrame.from_ndarray(arr, format="s16p" if fmt.endswith("p") else "s16", layout="mono")
+                elif fmt.startswith("s32"):
+                    arr = (np.clip(arr, -1, 1) * (2**31 - 1)).astype(np.int32)
+                    af = av.AudioFrame.from_ndarray(arr, format=fmt, layout="mono")
+                else:
+                    af = av.AudioFrame.from_ndarray(arr.astype(np.float32), format="fltp" if fmt.endswith("p") else "flt",
+                                                    layout="mono")
+                af.sample_rate = audio_rate
+                af.pts = pts0 + s
+                af.time_base = Fraction(1, audio_rate)
+                for pkt in aus.encode(af):
+                    out.mux(pkt)
+            for pkt in aus.encode():
+                out.mux(pkt)
+    return path
+
+
+def remux(src: Path, dst: Path) -> Path:
+    """Copy the streams of ``src`` into another container (by ``dst``'s suffix) without re-encoding."""
+    with av.open(str(src)) as inp, av.open(str(dst), mode="w") as out:
+        m = {}
+        for s in list(inp.streams.video[:1]) + list(inp.streams.audio[:1]):
+            m[s.index] = out.add_stream_from_template(s)
+        for pkt in inp.demux(*[inp.streams[i] for i in m]):
+            if pkt.dts is None:
+                continue
+            pkt.stream = m[pkt.stream.index]
+            out.mux(pkt)
+    return dst
+
+
+def transcode(src: Path, dst: Path, vcodec: str, acodec: str | None, pix_fmt: str = "yuv420p") -> Path:
+    """Re-encode ``src`` (all frames, audio at 48 kHz) into ``dst`` with the given codecs."""
+    from speakerid.media import iter_frames, probe, read_audio
+
+    info = probe(src)
+    imgs = [f.image for f in iter_frames(src)]
+    audio = None
+    if acodec:
+        audio = read_audio(src, sample_rate=48000)
+    return write_media(dst, fps=info.fps, num_frames=len(imgs), size=(info.width, info.height), vcodec=vcodec,
+                       pix_fmt=pix_fmt, images=imgs, audio=audio, audio_rate=48000, acodec=acodec or "aac")

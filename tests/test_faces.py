@@ -1,0 +1,266 @@
+"""speakerid.faces: detection, tracking, shot cuts and mouth crops on real video."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import sha256
+
+import mediagen
+import speakerid.examples as examples
+from speakerid import errors
+from speakerid.faces import CROP_SIZE, CenterFaceDetector, ShotDetector, analyze_faces, crop_mouth
+from speakerid.faces.detector import Detection
+from speakerid.faces.mouth import MOUTH_SCALE
+from speakerid.faces.tracking import RawTrack, densify
+from speakerid.media import iter_frames, write_video
+
+
+# ---------------------------------------------------------------- detector
+
+def test_detector_finds_the_grid_face(grid_clip):
+    frame = next(iter_frames(grid_clip))
+    dets = CenterFaceDetector(input_width=512).detect(frame.image)
+    assert len(dets) == 1
+    d = dets[0]
+    x1, y1, x2, y2 = d.box
+    assert d.score > 0.8
+    # GRID: one speaker, head and shoulders, face in the upper middle of the 360×288 frame
+    assert 120 < (x1 + x2) / 2 < 240 and 60 < (y1 + y2) / 2 < 200
+    assert 70 < d.height < 200 and 0.5 < d.width / d.height < 1.0
+    le, re, nose, ml, mr = d.landmarks
+    assert le[0] < re[0] and ml[0] < mr[0]  # image left before image right
+    assert le[1] < nose[1] < ml[1] and re[1] < nose[1] < mr[1]  # eyes, nose, mouth top to bottom
+    assert x1 < ml[0] < mr[0] < x2 and (y1 + y2) / 2 < ml[1] < y2
+
+
+def test_detector_scales_boxes_back_to_input_pixels(grid_clip):
+    frame = next(iter_frames(grid_clip)).image
+    big = np.ascontiguousarray(np.repeat(np.repeat(frame, 2, 0), 2, 1))  # 720×576
+    a = CenterFaceDetector(input_width=512).detect(frame)[0]
+    b = CenterFaceDetector(input_width=512).detect(big)[0]
+    np.testing.assert_allclose(b.box / 2, a.box, atol=6)
+
+
+def test_no_face_in_a_pattern(cfr30):
+    frame = next(iter_frames(cfr30)).image
+    assert CenterFaceDetector().detect(frame) == []
+
+
+# ---------------------------------------------------------------- the whole stage on the real clip
+
+def test_grid_clip_one_track_covering_every_frame(grid_analysis):
+    a = grid_analysis
+    assert a.shot_starts.tolist() == [0]
+    assert a.timeline.num_source_frames == 75 and a.timeline.num_model_frames == 75
+    assert len(a.tracks) == 1
+    t = a.tracks[0]
+    assert t.frames.tolist() == list(range(75))
+    assert t.model_frames.tolist() == list(range(75))
+    assert t.boxes.shape == (75, 4) and t.landmarks.shape == (75, 5, 2)
+    assert t.detected[::3].all() and t.detected.sum() == 25  # detect_every=3, tracked between
+    x, y, w, h = t.boxes.T
+    assert np.all(x > 0) and np.all(x + w < 360) and np.all(y >= 0) and np.all(y + h <= 288)
+    assert 70 < np.median(h) < 200
+    # the speaker sits still: the smoothed box hardly moves
+    assert np.ptp(x + w / 2) < 15 and np.ptp(y + h / 2) < 15
+    # mouth corners in the lower half of the box, inside it
+    ml, mr = t.landmarks[:, 3], t.landmarks[:, 4]
+    mouth = (ml + mr) / 2
+    assert np.all(mouth[:, 1] > y + 0.55 * h) and np.all(mouth[:, 1] < y + h)
+    assert np.all(np.abs(mouth[:, 0] - (x + w / 2)) < 0.2 * w)
+
+
+def test_grid_clip_mouth_crops(grid_clip, grid_analysis):
+    t = grid_analysis.tracks[0]
+    assert t.crops.shape == (75, CROP_SIZE, CROP_SIZE) and t.crops.dtype == np.uint8
+    assert t.scorable.all()
+    assert float(t.crops.std()) > 15  # real image content, not a flat fill
+    assert len({c.tobytes() for c in t.crops}) > 60  # the mouth moves: crops differ over time
+    # crop i is cut from the source frame that model frame t.model_frames[i] shows, with that
+    # frame's box and landmarks (the second decode pass lines up with the first)
+    tl = grid_analysis.timeline
+    want = {int(tl.model_to_source[t.model_frames[i]]): i for i in (0, 31, 74)}
+    for fr in iter_frames(grid_clip, gray=True, indices=want.keys()):
+        i, r = want[fr.index], fr.index - t.start_frame
+        x, y, w, h = t.boxes[r]
+        expect = crop_mouth(fr.image, np.array([x, y, x + w, y + h], np.float64), t.landmarks[r].astype(np.float64))
+        np.testing.assert_array_equal(t.crops[i], expect)
+
+
+def test_to_dict(grid_analysis):
+    d = grid_analysis.to_dict()
+    assert d["fps"] == 25.0 and d["num_frames"] == 75 and (d["width"], d["height"]) == (360, 288)
+    (tr,) = d["tracks"]
+    assert (tr["start_frame"], tr["end_frame"], tr["num_model_frames"]) == (0, 74, 75)
+    assert tr["start_s"] == 0.0 and tr["end_s"] == pytest.approx(74 / 25)
+    assert len(tr["boxes"]) == 75 and len(tr["landmarks"][0]) == 5
+
+
+def test_bundled_example_tracks_every_labelled_face():
+    video = examples.path("interview_grid")
+    before = sha256(video)
+    lab = examples.labels("interview_grid")
+    a = analyze_faces(video, crops=False)
+    assert sha256(video) == before
+    assert len(a.tracks) == lab["faces"] == 3
+    assert a.shot_starts.tolist() == [0]
+    n = len(lab["frames"])
+    hit = total = 0
+    for i in range(n):
+        centres = [(t.box_at(i)[0] + t.box_at(i)[2] / 2, t.box_at(i)[1] + t.box_at(i)[3] / 2)
+                   for t in a.tracks if t.box_at(i) is not None]
+        for face in lab["frames"][i]:
+            x, y, w, h = face["box"]
+            total += 1
+            hit += any(x <= cx < x + w and y <= cy < y + h for cx, cy in centres)
+    assert hit / total >= 0.99
+
+
+# ---------------------------------------------------------------- shot cuts
+
+@pytest.fixture(scope="module")
+def two_shots(tmp_path_factory, grid_clip):
+    """40 frames of the GRID clip, then 40 frames of the bundled example cropped around one of
+    its faces to the same 360×288: a hard cut at frame 40 between two different clips."""
+    first = [f.image for f in iter_frames(grid_clip, indices=range(40))]
+    tile = examples.labels("interview_grid")["frames"][0][0]["box"]  # [x, y, w, h] of face 0
+    cx, cy = tile[0] + tile[2] // 2, tile[1] + tile[3] // 2
+    x0 = int(np.clip(cx - 180, 0, 960 - 360))
+    y0 = int(np.clip(cy - 144, 0, 540 - 288))
+    second = [f.image[y0:y0 + 288, x0:x0 + 360] for f in iter_frames(examples.path("interview_grid"),
+                                                                       indices=range(100, 140))]
+    return write_video(tmp_path_factory.mktemp("shots") / "two_shots.mp4", first + second, 25, crf=18)
+
+
+def test_shot_cut_found_and_tracks_cut_there(two_shots):
+    a = analyze_faces(two_shots, crops=True)
+    assert a.shot_starts.tolist() == [0, 40]
+    assert a.shot_of_source(np.array([0, 39, 40, 79])).tolist() == [0, 0, 1, 1]
+    assert len(a.tracks) >= 2
+    for t in a.tracks:
+        assert t.end_frame < 40 or t.start_frame >= 40  # no track spans the cut
+        assert t.shot == (0 if t.start_frame < 40 else 1)
+        assert t.crops.shape[0] == t.model_frames.size
+    before = [t for t in a.tracks if t.shot == 0]
+    after = [t for t in a.tracks if t.shot == 1]
+    assert len(before) == 1 and before[0].frames.tolist() == list(range(40))
+    assert any(t.start_frame == 40 and t.end_frame == 79 for t in after)
+
+
+def test_shot_detector_ignores_motion_and_finds_cuts():
+    sd = ShotDetector()
+    rng = np.random.default_rng(0)
+    base = mediagen.coded_image(0, 320, 180)
+    other = np.ascontiguousarray(255 - base[:, ::-1])
+    for i in range(60):
+        if i < 30:  # a slow pan with noise: no cut
+            img = np.roll(base, 3 * i, axis=1)
+        else:
+            img = np.roll(other, 3 * i, axis=1)
+        img = np.clip(img.astype(np.int16) + rng.integers(-6, 7, img.shape), 0, 255).astype(np.uint8)
+        sd.update(i, img)
+    assert sd.cuts == [0, 30]
+
+
+# ---------------------------------------------------------------- tracking pieces
+
+def _raw(frames, box_at):
+    r = RawTrack(id=1, shot=0)
+    for f in frames:
+        b = np.asarray(box_at(f), np.float32)
+        lm = np.tile(b[:2], (5, 1)).astype(np.float32)
+        r.frames.append(f)
+        r.dets.append(Detection(box=b, score=0.9, landmarks=lm))
+    return r
+
+
+def test_densify_interpolates_splits_and_holds():
+    r = _raw([0, 3, 6, 9, 30, 33, 36], lambda f: (10 + f, 20, 50 + f, 80))
+    out = densify(r, max_gap=10, smooth_frames=1, min_detections=2, hold_until=38)
+    assert [(int(d.frames[0]), int(d.frames[-1])) for d in out] == [(0, 9), (30, 38)]
+    d0, d1 = out
+    np.testing.assert_allclose(d0.boxes[:, 0], 10 + np.arange(10))  # linear between keyframes
+    assert d0.detected.tolist() == [f % 3 == 0 for f in range(10)]
+    np.testing.assert_allclose(d1.boxes[-3:, 0], 46)  # held after the last keyframe (36)
+    assert d0.landmarks.shape == (10, 5, 2)
+    # a piece with too few detections is dropped
+    assert densify(_raw([0, 50], lambda f: (0, 0, 10, 10)), max_gap=10, smooth_frames=1) == []
+
+
+def test_densify_smooths_jitter():
+    rng = np.random.default_rng(0)
+    r = _raw(list(range(0, 60, 2)), lambda f: (100 + rng.normal(0, 3), 50, 160, 120))
+    raw_x = np.array([d.box[0] for d in r.dets])
+    (d,) = densify(r, max_gap=5, smooth_frames=9, min_detections=2)
+    assert d.boxes[:, 0].std() < 0.6 * raw_x.std()
+    assert abs(d.boxes[:, 0].mean() - 100) < 1.5
+
+
+# ---------------------------------------------------------------- mouth crop geometry
+
+def _face_image(scale: float, angle_deg: float, size=(480, 640)):
+    """A gray canvas with dots at the mouth centre and 30·scale px below it (both rotated by
+    ``angle_deg`` about the mouth), and the matching box and 5 landmarks."""
+    img = np.full(size, 90, np.uint8)
+    mouth = np.array([320.0, 260.0])
+    a = np.deg2rad(angle_deg)
+    rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+
+    def place(v):  # offset from the mouth, rotated, in pixels
+        return mouth + rot @ (np.asarray(v, float) * scale)
+
+    for p, r in ((place((0, 0)), 3), (place((0, 30)), 3)):
+        yy, xx = np.mgrid[: size[0], : size[1]]
+        img[(xx - p[0]) ** 2 + (yy - p[1]) ** 2 <= (r * scale) ** 2] = 250
+    lm = np.array([place((-30, -70)), place((30, -70)), place((0, -35)), place((-20, 0)), place((20, 0))])
+    h = 160 * scale
+    box = np.array([mouth[0] - 60 * scale, mouth[1] - 0.78 * h, mouth[0] + 60 * scale, mouth[1] + 0.22 * h])
+    return img, box, lm
+
+
+def _blob_centre(crop, rows):
+    sub = crop[rows].astype(float) - 90
+    sub[sub < 80] = 0
+    ys, xs = np.nonzero(sub)
+    return np.array([xs.mean(), ys.mean() + rows.start])
+
+
+def test_mouth_crop_is_centred_on_the_mouth_and_scaled_by_face_size():
+    c = (CROP_SIZE - 1) / 2
+    for scale in (0.5, 1.0, 2.0):
+        img, box, lm = _face_image(scale, 0)
+        crop = crop_mouth(img, box, lm)
+        assert crop.shape == (CROP_SIZE, CROP_SIZE) and crop.dtype == np.uint8
+        np.testing.assert_allclose(_blob_centre(crop, slice(0, 70)), (c, c), atol=1.0)
+        # 30·scale px below the mouth lands at the same place for every face size
+        below = c + 30 * CROP_SIZE / (MOUTH_SCALE * 160)
+        np.testing.assert_allclose(_blob_centre(crop, slice(70, CROP_SIZE)), (c, below), atol=1.5)
+
+
+def test_mouth_crop_levels_a_tilted_head():
+    c = (CROP_SIZE - 1) / 2
+    img, box, lm = _face_image(1.0, 20)
+    crop = crop_mouth(img, box, lm)
+    np.testing.assert_allclose(_blob_centre(crop, slice(0, 70)), (c, c), atol=1.0)
+    below = c + 30 * CROP_SIZE / (MOUTH_SCALE * 160)
+    np.testing.assert_allclose(_blob_centre(crop, slice(70, CROP_SIZE)), (c, below), atol=1.5)
+
+
+# ---------------------------------------------------------------- bad input
+
+def test_analyze_faces_errors(tmp_path, audio_only, text_as_mp4, zero_byte, truncated):
+    with pytest.raises(errors.InputNotFoundError, match="missing.mp4"):
+        analyze_faces(tmp_path / "missing.mp4")
+    with pytest.raises(errors.NoVideoStreamError, match="audio_only.wav"):
+        analyze_faces(audio_only)
+    with pytest.raises(errors.NotAMediaFileError, match="notes.mp4"):
+        analyze_faces(text_as_mp4)
+    with pytest.raises(errors.EmptyMediaError, match="empty.mp4"):
+        analyze_faces(zero_byte)
+    with pytest.raises(errors.CorruptMediaError, match="truncated.mp4"):
+        analyze_faces(truncated)
+
+
+def test_no_faces_and_no_audio_is_fine(no_audio):
+    a = analyze_faces(no_audio)
+    assert a.tracks == [] and a.timeline.num_source_frames == 20

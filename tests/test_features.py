@@ -1,0 +1,100 @@
+"""speakerid.features: 13 MFCC at 100 Hz and the one audio-window definition [4i, 4i+20)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import AUDIO_DELAY_S, CLICKS_S
+
+from speakerid import features as F
+from speakerid.media import read_audio
+
+
+def test_constants():
+    assert (F.SAMPLE_RATE, F.MFCC_RATE, F.VIDEO_FPS) == (16000, 100, 25)
+    assert (F.COLS_PER_FRAME, F.WINDOW_FRAMES, F.WINDOW_COLS) == (4, 5, 20)
+
+
+@pytest.mark.parametrize("i, shift, expect", [(0, 0, (0, 20)), (1, 0, (4, 24)), (7, 0, (28, 48)),
+                                              (10, 3, (43, 63)), (10, -5, (35, 55)), (0, -1, (-1, 19))])
+def test_window_cols(i, shift, expect):
+    assert F.window_cols(i, shift) == expect
+
+
+def test_audio_window_slices_and_edges():
+    mfcc = np.arange(13 * 100, dtype=np.float32).reshape(13, 100)
+    w = F.audio_window(mfcc, 3)
+    assert w.shape == (13, 20)
+    np.testing.assert_array_equal(w, mfcc[:, 12:32])
+    np.testing.assert_array_equal(F.audio_window(mfcc, 3, 2), mfcc[:, 14:34])
+    assert F.audio_window(mfcc, 0, -1) is None  # before the audio
+    assert F.audio_window(mfcc, 20) is not None  # cols [80, 100): the last full window
+    assert F.audio_window(mfcc, 21) is None
+    assert F.audio_window(mfcc, 20, 1) is None
+
+
+def test_num_windows():
+    assert F.num_windows(5) == 1
+    assert F.num_windows(4) == 0
+    assert F.num_windows(0) == 0
+    assert F.num_windows(100) == 96
+    # audio-limited: 100 cols hold windows 0..20
+    assert F.num_windows(100, 100) == 21
+    assert F.num_windows(25, 100) == 21
+    assert F.num_windows(100, 19) == 0
+    # every window counted has its audio inside the MFCC
+    for n_frames, n_cols in [(30, 120), (30, 119), (50, 150), (7, 40)]:
+        n = F.num_windows(n_frames, n_cols)
+        if n:
+            assert F.window_cols(n - 1)[1] <= n_cols and n - 1 + F.WINDOW_FRAMES <= n_frames
+        assert F.window_cols(n)[1] > n_cols or n + F.WINDOW_FRAMES > n_frames
+
+
+def test_shift_ms_sign_convention():
+    # +s columns = audio looked up later = audio lags = positive offset_ms
+    assert F.shift_to_ms(1) == 10.0
+    assert F.shift_to_ms(-4) == -40.0
+    assert F.ms_to_shift(120) == 12
+    assert F.ms_to_shift(-300) == -30
+    assert F.ms_to_shift(14) == 1
+    assert F.ms_to_shift(F.shift_to_ms(-7)) == -7
+
+
+def test_mfcc_shape_and_rate():
+    for n in (16000, 16159, 16160, 48000, 400, 1):
+        m = F.compute_mfcc(np.zeros(n, np.float32) + 1e-3)
+        assert m.shape == (13, int(np.ceil(n / 160))), n
+        assert m.dtype == np.float32
+    assert F.compute_mfcc(np.zeros(0, np.float32)).shape == (13, 0)
+    with pytest.raises(ValueError):
+        F.compute_mfcc(np.zeros(100, np.float32), sample_rate=44100)
+
+
+def test_mfcc_column_timing():
+    # a 10 ms burst at 0.50 s: column j covers samples [160 j, 160 j + 400), so the energy
+    # coefficient (c0 = log energy) is highest in the columns 48..50 that see the burst
+    rng = np.random.default_rng(0)
+    audio = rng.normal(0, 1e-3, 16000).astype(np.float32)
+    audio[8000:8160] += rng.normal(0, 0.5, 160).astype(np.float32)
+    m = F.compute_mfcc(audio)
+    loud = np.nonzero(m[0] > m[0].min() + 0.5 * (m[0].max() - m[0].min()))[0]
+    assert loud.min() >= 48 and loud.max() <= 50
+
+
+def test_click_lands_in_the_window_of_its_video_frame(late_audio_mkv):
+    """End to end: a click the file plays at video time t shows in MFCC column ~100·t, which
+    lies in the first four columns of window i = 25·t (through read_audio's alignment and the
+    [4i, 4i+20) definition)."""
+    audio = read_audio(late_audio_mkv)
+    m = F.compute_mfcc(audio)
+    for c in CLICKS_S:
+        t = AUDIO_DELAY_S + c  # video time of the click: 0.8 s and 1.52 s (frames 20, 38)
+        frame = int(round(t * F.VIDEO_FPS))
+        col = int(round(t * 100))
+        lo = col - 6
+        peak = lo + int(np.argmax(m[0, lo: lo + 12]))
+        # a 25 ms analysis window starting at 160 j sees the click at sample 100 t for j in
+        # (100 t − 2.5, 100 t]: the energy peak is one of those columns
+        assert col - 2 <= peak <= col, (peak, t)
+        start, stop = F.window_cols(frame)
+        assert start - 2 <= peak < start + F.COLS_PER_FRAME
+        assert stop - start == 20
