@@ -58,7 +58,11 @@ def main(argv=None) -> int:
     n_frames = int(args.seconds * 25)
     data = []
     for f in clips:
-        c = load_clip(f)
+        try:
+            c = load_clip(f)
+        except Exception as e:  # noqa: BLE001 - a damaged cache file is skipped, not fatal
+            print(f"skip {f}: {e}", file=sys.stderr)
+            continue
         w = usable_windows(c)
         w = w[w + 5 <= n_frames]
         if w.size < 20:

@@ -435,13 +435,10 @@ def _tmp_beside(target: Path) -> Path:
     return Path(name)
 
 
-@contextlib.contextmanager
-def atomic_output(target: PathLike, *, protect: Iterable[PathLike] = (), overwrite: bool = True):
-    """Yield a temporary path beside ``target``; on success rename it onto ``target``.
-
-    Refuses to write over any path in ``protect`` (the inputs), and over an existing
-    ``target`` when ``overwrite`` is false. On error the partial file is removed.
-    """
+def check_output_path(target: PathLike, *, protect: Iterable[PathLike] = (), overwrite: bool = True) -> None:
+    """Raise :class:`OutputExistsError` if writing ``target`` would replace one of ``protect``
+    (the inputs: by path, or the same file through a link) or, unless ``overwrite``, any existing
+    file. Commands call it before their work, so a bad ``-o`` fails at once."""
     target = Path(target)
     for q in protect:
         if Path(q).exists() and target.exists() and os.path.samefile(q, target):
@@ -450,6 +447,17 @@ def atomic_output(target: PathLike, *, protect: Iterable[PathLike] = (), overwri
             raise OutputExistsError(f"{target}: refusing to overwrite the input file")
     if target.exists() and not overwrite:
         raise OutputExistsError(f"{target}: exists (pass overwrite=True / --force to replace it)")
+
+
+@contextlib.contextmanager
+def atomic_output(target: PathLike, *, protect: Iterable[PathLike] = (), overwrite: bool = True):
+    """Yield a temporary path beside ``target``; on success rename it onto ``target``.
+
+    Refuses to write over any path in ``protect`` (the inputs), and over an existing
+    ``target`` when ``overwrite`` is false. On error the partial file is removed.
+    """
+    target = Path(target)
+    check_output_path(target, protect=protect, overwrite=overwrite)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_beside(target)
     try:

@@ -13,7 +13,8 @@ Steps (all on the 25 fps model timeline, then mapped to the source's own frames)
 2. **Offsets.** Real videos are often 40–200 ms out of sync (and composites mix sources with
    their own offsets). The video's offset is the peak of the confidence-weighted sum of all
    windows' profiles; each track then takes the shift that best explains its own windows within
-   ±``max_shift_frames`` of it.
+   ±``max_shift_frames`` of it or of zero (a weak or chance peak far out must not pull every
+   face away from the common, near-zero case).
 3. **Score.** Per window: ``c`` at the track's shift (mean over ±20 ms around it). Averaged
    over ``smooth_frames`` frames (centred, per track) to ride over blinks, blur and short pauses.
 4. **Calibration.** The same smoothed statistic at shifts far from the track's (mismatched
@@ -394,7 +395,9 @@ def score_faces(analysis: FaceAnalysis, audio: np.ndarray, model: SyncNet, *,
     diag["global_profile"] = total
 
     # 3. each track's own shift near the video's, its per-frame (model timeline) raw score
-    near = np.abs(shifts - shifts[g]) <= band
+    # ... or near zero: with weak evidence (few, short or quiet speech turns) the video's peak
+    # can land on chance structure far from the truth, and most videos are within ±200 ms
+    near = (np.abs(shifts - shifts[g]) <= band) | (np.abs(shifts) <= band)
     raw_series: dict[int, np.ndarray] = {}
     null_series: list[np.ndarray] = []
     chosen: dict[int, int] = {}

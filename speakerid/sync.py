@@ -39,6 +39,7 @@ import json
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -79,7 +80,7 @@ SILENCE_DBFS = -55.0
 SPEAKER_SMOOTH_S = 1.0
 """With several faces, window confidences are averaged over this long before picking the
 speaker at each moment (blinks, pauses and single bad windows do not switch it)."""
-AGGREGATES = ("curve", "weighted", "filtered", "median", "mean")
+AGGREGATES = ("curve", "curve_uniform", "curve_norm", "weighted", "filtered", "median", "mean")
 
 
 class NoSyncEvidenceError(SpeakerIdError):
@@ -356,8 +357,7 @@ def _prepare_video(video: PathLike, model, *, analysis=None, progress: ProgressF
 def audio_embeddings(model, mfcc: np.ndarray, step_cols: int = 1, chunk: int = 4000) -> np.ndarray:
     """Embedding of the audio window starting at every MFCC column ``c`` (``(T − 19, D)``).
 
-    Only columns that are multiples of ``step_cols`` are computed when ``step_cols > 1`` (the
-    others are left NaN).
+    With ``step_cols > 1`` only the columns that are multiples of it are kept (the others NaN).
     """
     import torch
 
@@ -368,7 +368,7 @@ def audio_embeddings(model, mfcc: np.ndarray, step_cols: int = 1, chunk: int = 4
     if n <= 0:
         return np.zeros((0, d), np.float32)
     dev = next(model.parameters()).device
-    if step_cols == 1 and hasattr(model, "embed_audio_seq"):
+    if hasattr(model, "embed_audio_seq"):
         # the audio stream is fully convolutional along time: one pass gives every column
         out = np.empty((n, d), np.float32)
         with torch.no_grad():
@@ -376,6 +376,8 @@ def audio_embeddings(model, mfcc: np.ndarray, step_cols: int = 1, chunk: int = 4
                 e = min(n, s + chunk)
                 x = torch.from_numpy(np.ascontiguousarray(mfcc[None, :, s:e + WINDOW_COLS - 1])).to(dev)
                 out[s:e] = model.embed_audio_seq(x)[0].T.float().cpu().numpy()
+        if step_cols > 1:  # a coarser search sees only its own columns
+            out[np.arange(n) % step_cols != 0] = np.nan
         return out
     out = np.full((n, d), np.nan, np.float32)
     cols = np.arange(0, n, step_cols)
@@ -401,6 +403,28 @@ def window_curves(starts: np.ndarray, video_emb: np.ndarray, audio_emb: np.ndarr
     return out
 
 
+def centre_audio(curves: np.ndarray, starts: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+    """Remove each audio position's own pull from the distances.
+
+    Some audio (silence, breath, a steady vowel) lies close to — or far from — *every* mouth
+    window; it then makes dips at whichever shifts bring it under the video, with or without
+    sync. ``d(k, s) − mean over windows of the distance to the same audio column 4k + s`` keeps
+    only how much better this video window fits that audio than the clip's windows do on average.
+    """
+    cols = COLS_PER_FRAME * starts[:, None] + shifts[None, :]
+    valid = np.isfinite(curves)
+    c0 = int(cols.min())
+    idx = (cols - c0)[valid]
+    n = int(cols.max()) - c0 + 1
+    tot = np.bincount(idx, weights=curves[valid].astype(np.float64), minlength=n)
+    cnt = np.bincount(idx, minlength=n)
+    with np.errstate(all="ignore"):
+        mean = tot / np.maximum(cnt, 1)
+    out = np.full_like(curves, np.nan)
+    out[valid] = curves[valid] - mean[idx]
+    return out
+
+
 def _window_stats(curves: np.ndarray, min_valid: float = 0.5):
     """Per-window arg-min index, confidence (median − min), min distance, usable mask."""
     valid = np.isfinite(curves)
@@ -408,7 +432,8 @@ def _window_stats(curves: np.ndarray, min_valid: float = 0.5):
     usable = nvalid >= max(3, int(math.ceil(min_valid * curves.shape[1])))
     big = np.where(valid, curves, np.inf)
     arg = np.argmin(big, axis=1) if curves.size else np.zeros(0, np.int64)
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # windows with no valid shift at all: NaN, not usable
         mn = np.nanmin(np.where(valid, curves, np.nan), axis=1) if curves.size else np.zeros(0)
         med = np.nanmedian(np.where(valid, curves, np.nan), axis=1) if curves.size else np.zeros(0)
     conf = np.where(usable, med - mn, 0.0)
@@ -451,15 +476,34 @@ def aggregate_windows(curves: np.ndarray, shifts_ms: np.ndarray, *, method: str 
                       min_coverage: float = 0.25) -> _Agg:
     """Combine per-window distance curves into one clip offset (ms) and confidence.
 
-    ``method``: "curve" — confidence-weighted mean of the median-centred curves, arg-min with
-    parabolic refinement (default); "weighted" — confidence-weighted mean of the windows'
-    arg-mins, low-confidence windows dropped; "filtered" — plain mean of the arg-mins of the
-    windows over the floor; "median" — weighted median of the arg-mins; "mean" — plain mean of
-    every window's arg-min (the naive baseline). The clip confidence is always median − min of
-    the weighted mean curve, so methods are comparable.
+    Windows whose confidence is under ``floor_fraction`` × the clip's 90th-percentile window
+    confidence are dropped first (silence, a closed mouth). Each kept window's curve is centred
+    on its own median. ``method``:
+
+    * "curve" — confidence-weighted mean of the kept curves; arg-min, refined between steps with
+      a parabola (a window's pull grows with the square of its confidence);
+    * "curve_uniform" — the same with equal weights (pull ∝ confidence);
+    * "curve_norm" — each curve scaled to unit depth first, equal weights (every kept window
+      pulls the same);
+    * "weighted" — confidence-weighted mean of the kept windows' arg-mins;
+    * "filtered" — plain mean of the kept windows' arg-mins;
+    * "median" — confidence-weighted median of the kept windows' arg-mins;
+    * "mean" — plain mean of every window's arg-min (the naive baseline).
+
+    The clip confidence is the same for every method: how far below its median the equal-weight
+    mean curve of the kept windows lies at the chosen offset (distance units, like a window's).
+    ``curve`` in the result is the curve the method searched (the equal-weight one for votes).
     """
     if method not in AGGREGATES:
         raise ValueError(f"aggregate must be one of {AGGREGATES}, got {method!r}")
+    with warnings.catch_warnings():
+        # NaN-aware reductions over shifts no window reaches are expected: they stay NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return _aggregate(curves, shifts_ms, method, floor_fraction, refine, min_coverage)
+
+
+def _aggregate(curves: np.ndarray, shifts_ms: np.ndarray, method: str, floor_fraction: float, refine: bool,
+               min_coverage: float) -> _Agg:
     n, s = curves.shape
     empty = _Agg(None, 0.0, np.full(s, np.nan), np.zeros(n))
     if n == 0:
@@ -469,34 +513,50 @@ def aggregate_windows(curves: np.ndarray, shifts_ms: np.ndarray, *, method: str 
     if not np.any(w > 0):
         return replace(empty, weights=w)
     valid = np.isfinite(curves)
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
         med = np.nanmedian(np.where(valid, curves, np.nan), axis=1)
+    med = np.nan_to_num(med)
     centred = np.where(valid, curves - med[:, None], 0.0)
-    wv = w[:, None] * valid
-    cover = wv.sum(0)
-    with np.errstate(all="ignore"):
-        curve = (w[:, None] * centred).sum(0) / cover
-    curve[cover < min_coverage * w.sum()] = np.nan  # shifts seen by too few windows are not searched
-    if not np.any(np.isfinite(curve)):
+
+    def mean_curve(weights: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        cover = (weights[:, None] * valid).sum(0)
+        with np.errstate(all="ignore"):
+            c = (weights[:, None] * rows).sum(0) / cover
+        c[cover < min_coverage * weights.sum()] = np.nan  # shifts seen by too few windows are not searched
+        return c
+
+    keep = (w > 0).astype(np.float64)
+    flat = mean_curve(keep, centred)
+    if not np.any(np.isfinite(flat)):
         return replace(empty, weights=w)
-    i = int(np.nanargmin(curve))
-    conf_clip = float(np.nanmedian(curve) - curve[i])
-    step = float(shifts_ms[1] - shifts_ms[0]) if shifts_ms.size > 1 else float(STEP_MS)
     if method == "curve":
+        curve = mean_curve(w, centred)
+    elif method == "curve_norm":
+        depth = np.where(w > 0, conf, 1.0)
+        curve = mean_curve(keep, centred / depth[:, None])
+    else:
+        curve = flat
+    step = float(shifts_ms[1] - shifts_ms[0]) if shifts_ms.size > 1 else float(STEP_MS)
+    if method.startswith("curve"):
+        i = int(np.nanargmin(curve))
         off = float(shifts_ms[i]) + (_parabolic(curve, i) * step if refine else 0.0)
     else:
         offs = shifts_ms[arg].astype(np.float64)
-        keep = w > 0
+        k = w > 0
         if method == "weighted":
-            off = float(np.sum(w[keep] * offs[keep]) / np.sum(w[keep]))
+            off = float(np.sum(w[k] * offs[k]) / np.sum(w[k]))
         elif method == "filtered":
-            off = float(np.mean(offs[keep]))
+            off = float(np.mean(offs[k]))
         elif method == "median":
-            o = np.argsort(offs[keep])
-            cw = np.cumsum(w[keep][o])
-            off = float(offs[keep][o][np.searchsorted(cw, cw[-1] / 2)])
+            o = np.argsort(offs[k])
+            cw = np.cumsum(w[k][o])
+            off = float(offs[k][o][np.searchsorted(cw, cw[-1] / 2)])
         else:  # mean
             off = float(np.mean(offs[usable])) if np.any(usable) else float(np.mean(offs))
+        i = int(np.argmin(np.abs(shifts_ms - off)))
+    at = flat[i] if np.isfinite(flat[i]) else np.nanmin(flat)
+    conf_clip = float(np.nanmedian(flat) - at)
     return _Agg(off, conf_clip, curve, w)
 
 
@@ -530,7 +590,8 @@ def _silent(audio: np.ndarray) -> bool:
 
 def _measure(prep: _Prepared, audio: np.ndarray, *, search_ms: float, step_ms: float, aggregate: str,
              segment_s: float, drift_tolerance_ms: float, min_confidence: float, track: int | None,
-             refine: bool, video_name: str, t_audio: float, progress: ProgressFn) -> SyncResult:
+             refine: bool, video_name: str, t_audio: float, progress: ProgressFn,
+             audio_emb: np.ndarray | None = None) -> SyncResult:
     t0 = time.perf_counter()
     c0 = time.process_time()
     model = prep.model
@@ -570,8 +631,13 @@ def _measure(prep: _Prepared, audio: np.ndarray, *, search_ms: float, step_ms: f
     if _silent(audio):
         return none_result("no_speech", f"the audio is silent (below {SILENCE_DBFS:.0f} dBFS throughout)")
 
-    mfcc = compute_mfcc(audio)
-    a_emb = audio_embeddings(model, mfcc, step_cols=step_cols)
+    if audio_emb is None:
+        a_emb = audio_embeddings(model, compute_mfcc(audio), step_cols=step_cols)
+    else:  # computed once by the caller (every column); a coarser search keeps its own columns
+        a_emb = audio_emb
+        if step_cols > 1:
+            a_emb = audio_emb.copy()
+            a_emb[np.arange(a_emb.shape[0]) % step_cols != 0] = np.nan
     progress("embed audio", 1, 1)
     t_embed_audio = time.perf_counter() - t0
 

@@ -56,7 +56,8 @@ def write_media(path: Path, *, frame_times: list[float] | None = None, fps: floa
                 num_frames: int = 50, size: tuple[int, int] = (192, 112), vcodec: str = "libx264",
                 pix_fmt: str = "yuv420p", audio: np.ndarray | None = None, audio_rate: int = 16000,
                 acodec: str = "aac", audio_start_s: float = 0.0, video: bool = True,
-                images=None, time_base: Fraction | None = None, options: dict | None = None) -> Path:
+                images=None, time_base: Fraction | None = None, options: dict | None = None,
+                codec_options: dict | None = None) -> Path:
     """Write a test file. ``frame_times`` (s) gives each frame's presentation time (VFR);
     otherwise frames are at ``i / fps``. ``images``: an iterable of BGR frames to use instead of
     :func:`coded_image`. ``audio`` (mono float32) starts ``audio_start_s`` after the first frame."""
@@ -70,6 +71,8 @@ def write_media(path: Path, *, frame_times: list[float] | None = None, fps: floa
             vs = out.add_stream(vcodec, rate=rate)
             vs.width, vs.height = size
             vs.pix_fmt = pix_fmt
+            if codec_options:
+                vs.options = codec_options
             vfr = len(set(np.round(np.diff(frame_times), 6).tolist())) > 1
             tb = time_base or (Fraction(1, 1000) if vfr else Fraction(1) / rate)
             vs.codec_context.time_base = tb
@@ -139,5 +142,7 @@ def transcode(src: Path, dst: Path, vcodec: str, acodec: str | None, pix_fmt: st
     audio = None
     if acodec:
         audio = read_audio(src, sample_rate=48000)
+    fast = {"libvpx": {"deadline": "realtime", "cpu-used": "8"}, "libx264": {"preset": "ultrafast"}}
     return write_media(dst, fps=info.fps, num_frames=len(imgs), size=(info.width, info.height), vcodec=vcodec,
-                       pix_fmt=pix_fmt, images=imgs, audio=audio, audio_rate=48000, acodec=acodec or "aac")
+                       pix_fmt=pix_fmt, images=imgs, audio=audio, audio_rate=48000, acodec=acodec or "aac",
+                       codec_options=fast.get(vcodec))

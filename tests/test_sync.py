@@ -95,9 +95,8 @@ def test_measured_offset_matches_known_shift(truth, shifted, analysis, model):
     assert r.track_id == analysis.tracks[0].id
 
 
-def test_result_table_times_and_json(shifted, model):
-    # end to end: faces found here, not reused
-    r = measure_sync(shifted[-200], model=model)
+def test_result_table_times_and_json(shifted, analysis, model):
+    r = measure_sync(shifted[-200], model=model, analysis=analysis)
     assert isinstance(r, SyncResult)
     assert r.shifts_ms.size == 201 and r.shifts_ms[0] == -1000 and r.shifts_ms[-1] == 1000
     assert r.curve.shape == r.shifts_ms.shape
@@ -214,6 +213,7 @@ def test_silent_audio_gives_no_offset(tmp_path, analysis, model):
 
 
 def test_cli_sync_and_fix(shifted, tmp_path, capsys):
+    # end to end from the command line: decoding, faces, model, plot
     from speakerid.cli import main
 
     png = tmp_path / "plot.png"

@@ -14,6 +14,15 @@ from speakerid.train.loop import (TrainConfig, Trainer, aggregate_offset, pair_d
                                   single_window_accuracy, sync_loss)
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # tiny tensors: thread start-up and contention cost more than they save on a busy CI box
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _synthetic_clip(rng: np.random.Generator, n_frames: int = 60, name: str = "c") -> ClipData:
     """A 'mouth' whose opening follows a random loudness curve that also drives the MFCC: the
     audio-visual correspondence the model has to find, with exact ground-truth timing."""

@@ -24,7 +24,11 @@ def register(sub) -> None:
 
 def _tracks(args) -> int:
     from ..faces import analyze_faces
+    from ..media import check_output_path
     from . import progress_for
+
+    if args.output:
+        check_output_path(args.output, protect=[args.video])  # fail before the work, not after
 
     a = analyze_faces(args.video, detect_every=args.detect_every, detect_width=args.detect_width,
                       crops=False, progress=progress_for(args))
@@ -42,7 +46,10 @@ def _tracks(args) -> int:
 def _crops(args) -> int:
     from ..faces import analyze_faces
     from ..faces.sheet import write_contact_sheet
+    from ..media import check_output_path
     from . import progress_for
+
+    check_output_path(args.output, protect=[args.video])
 
     a = analyze_faces(args.video, detect_every=args.detect_every, detect_width=args.detect_width,
                       progress=progress_for(args))
