@@ -106,7 +106,15 @@ def run(args) -> dict:
 
     from speakerid.media import read_audio, shift_audio
     from speakerid.features import compute_mfcc
-    from speakerid.sync import _measure, _prepare_video, _resolve_model, aggregate_windows, audio_embeddings, centre_audio
+    from speakerid.sync import (
+        DEFAULT_AGGREGATE,
+        _measure,
+        _prepare_video,
+        _resolve_model,
+        aggregate_windows,
+        audio_embeddings,
+        centre_audio,
+    )
 
     torch.set_num_threads(args.threads)
     labels = json.loads((args.bench / "labels.json").read_text())["items"]
@@ -139,22 +147,22 @@ def run(args) -> dict:
             prep.faces_seconds = faces_s
         settings = {}
         # the 10 ms result is timed as the library runs it; the variants reuse its audio embeddings
-        r10 = _measure(prep, audio, step_ms=10, aggregate="curve", refine=True, min_confidence=MIN_CLIP_CONFIDENCE,
+        r10 = _measure(prep, audio, step_ms=10, aggregate=DEFAULT_AGGREGATE, refine=True, min_confidence=MIN_CLIP_CONFIDENCE,
                        video_name=name, t_audio=t_audio, progress=lambda *a: None, **common)
         # end to end = decode + faces + embeddings + search (faces timed when first computed)
         t_total = sum(r10.timings.get(k, 0.0) for k in ("faces_s", "video_embed_s", "audio_decode_s",
                                                         "audio_embed_s", "search_s"))
         settings["10ms"] = setting_row(r10)
         a_emb = audio_embeddings(model, compute_mfcc(audio))
-        r40 = _measure(prep, audio, step_ms=40, aggregate="curve", refine=False, min_confidence=MIN_CLIP_CONFIDENCE,
+        r40 = _measure(prep, audio, step_ms=40, aggregate=DEFAULT_AGGREGATE, refine=False, min_confidence=MIN_CLIP_CONFIDENCE,
                        video_name=name, t_audio=t_audio, progress=lambda *a: None, audio_emb=a_emb, **common)
         settings["40ms"] = setting_row(r40)
-        r40r = _measure(prep, audio, step_ms=40, aggregate="curve", refine=True, min_confidence=MIN_CLIP_CONFIDENCE,
+        r40r = _measure(prep, audio, step_ms=40, aggregate=DEFAULT_AGGREGATE, refine=True, min_confidence=MIN_CLIP_CONFIDENCE,
                         video_name=name, t_audio=t_audio, progress=lambda *a: None, audio_emb=a_emb, **common)
         settings["40ms+refine"] = setting_row(r40r)
         ks = np.round(r10.windows.start_s * 25).astype(np.int64)
         shifts = np.round(r10.shifts_ms / 10).astype(np.int64)
-        a = aggregate_windows(centre_audio(r10.window_curves, ks, shifts), r10.shifts_ms, method="curve")
+        a = aggregate_windows(centre_audio(r10.window_curves, ks, shifts), r10.shifts_ms, method=DEFAULT_AGGREGATE)
         settings["10ms/audio-centred"] = {"offset_ms": a.offset_ms if a.confidence >= MIN_CLIP_CONFIDENCE else None,
                                           "candidate_ms": a.offset_ms, "confidence": a.confidence, "status": "-"}
         for agg in ("curve", "curve_uniform", "curve_norm", "weighted", "filtered", "median", "mean"):
@@ -167,7 +175,7 @@ def run(args) -> dict:
         sub = {}
         sub_emb = audio_embeddings(model, compute_mfcc(sub_audio))
         for key, step, refine in (("10ms", 10, True), ("40ms", 40, False), ("40ms+refine", 40, True)):
-            rs = _measure(prep, sub_audio, step_ms=step, aggregate="curve", refine=refine,
+            rs = _measure(prep, sub_audio, step_ms=step, aggregate=DEFAULT_AGGREGATE, refine=refine,
                           min_confidence=MIN_CLIP_CONFIDENCE, video_name=name, t_audio=0.0,
                           progress=lambda *a: None, audio_emb=sub_emb, **common)
             sub[key] = setting_row(rs)
@@ -196,7 +204,7 @@ def run(args) -> dict:
             name = speed_clip["name"]
             t0 = time.perf_counter()
             p2 = _prepare_video(args.bench / name, model, analysis=preps[name].analysis)
-            _measure(p2, audios[name], step_ms=10, aggregate="curve", refine=True, min_confidence=MIN_CLIP_CONFIDENCE,
+            _measure(p2, audios[name], step_ms=10, aggregate=DEFAULT_AGGREGATE, refine=True, min_confidence=MIN_CLIP_CONFIDENCE,
                      video_name=name, t_audio=0.0, progress=lambda *a: None, **common)
             dt = time.perf_counter() - t0
             best = dt if best is None else min(best, dt)
@@ -207,7 +215,7 @@ def run(args) -> dict:
         if other is None:
             continue
         try:
-            r = _measure(preps[name], audios[other], step_ms=10, aggregate="curve", refine=True,
+            r = _measure(preps[name], audios[other], step_ms=10, aggregate=DEFAULT_AGGREGATE, refine=True,
                          min_confidence=MIN_CLIP_CONFIDENCE, video_name=name, t_audio=0.0,
                          progress=lambda *a: None, audio_emb=embs[other], **common)
         except Exception as e:  # noqa: BLE001 - too short a pairing
@@ -215,7 +223,7 @@ def run(args) -> dict:
             continue
         ks = np.round(r.windows.start_s * 25).astype(np.int64)
         ac = aggregate_windows(centre_audio(r.window_curves, ks, np.round(r.shifts_ms / 10).astype(np.int64)),
-                               r.shifts_ms) if len(r.windows) else None
+                               r.shifts_ms, method=DEFAULT_AGGREGATE) if len(r.windows) else None
         null.append({"video": name, "audio": other, "confidence": r.confidence, "reported": r.offset_ms is not None,
                      "confidence_audio_centred": None if ac is None else ac.confidence})
     true_conf = np.array([r["settings"]["10ms"]["confidence"] for r in rows])

@@ -47,14 +47,14 @@ if TYPE_CHECKING:  # keep ``import speakerid.speakers`` free of torch until scor
 __all__ = ["detect_speakers", "score_faces", "SpeakerResult", "SpeakerTrack", "Segment",
            "DEFAULT_THRESHOLD", "DEFAULT_SMOOTH_FRAMES", "DEFAULT_MAX_SHIFT_FRAMES", "DEFAULT_SEARCH_FRAMES"]
 
-DEFAULT_SMOOTH_FRAMES = 25
-"""Averaging window of the per-face scores, in 25 fps model frames (1 s)."""
+DEFAULT_SMOOTH_FRAMES = 50
+"""Averaging window of the per-face scores, in 25 fps model frames (2 s)."""
 DEFAULT_THRESHOLD = 2.0
 """Calibrated score (z against mismatched audio) at and above which a face is labelled speaking."""
 DEFAULT_MAX_SHIFT_FRAMES = 5
 """How far (model frames of 40 ms) a track's own offset may stray from the video's offset."""
-DEFAULT_SEARCH_FRAMES = 15
-"""Shift range (± model frames) over which distances are compared: ±600 ms."""
+DEFAULT_SEARCH_FRAMES = 25
+"""Shift range (± model frames) over which distances are compared: ±1 s."""
 SHIFT_STEP_COLS = 2
 """Shift resolution in MFCC columns (20 ms): offsets such as 60 ms fall between video frames."""
 

@@ -80,6 +80,9 @@ SILENCE_DBFS = -55.0
 SPEAKER_SMOOTH_S = 1.0
 """With several faces, window confidences are averaged over this long before picking the
 speaker at each moment (blinks, pauses and single bad windows do not switch it)."""
+DEFAULT_AGGREGATE = "curve_norm"
+"""How windows are combined by default (chosen on the benchmark among the options of
+:func:`aggregate_windows`; see docs/sync.md)."""
 AGGREGATES = ("curve", "curve_uniform", "curve_norm", "weighted", "filtered", "median", "mean")
 
 
@@ -471,7 +474,7 @@ class _Agg:
     weights: np.ndarray
 
 
-def aggregate_windows(curves: np.ndarray, shifts_ms: np.ndarray, *, method: str = "curve",
+def aggregate_windows(curves: np.ndarray, shifts_ms: np.ndarray, *, method: str = DEFAULT_AGGREGATE,
                       floor_fraction: float = WINDOW_FLOOR_FRACTION, refine: bool = True,
                       min_coverage: float = 0.25) -> _Agg:
     """Combine per-window distance curves into one clip offset (ms) and confidence.
@@ -720,7 +723,7 @@ def _measure(prep: _Prepared, audio: np.ndarray, *, search_ms: float, step_ms: f
 
 
 def measure_sync(video: PathLike, *, search_ms: float = DEFAULT_SEARCH_MS, step_ms: float = STEP_MS,
-                 aggregate: str = "curve", segment_s: float = DEFAULT_SEGMENT_S,
+                 aggregate: str = DEFAULT_AGGREGATE, segment_s: float = DEFAULT_SEGMENT_S,
                  drift_tolerance_ms: float = DRIFT_TOLERANCE_MS, min_confidence: float = MIN_CLIP_CONFIDENCE,
                  track: int | None = None, refine: bool = True, model=None, device: str | None = None,
                  detect_every: int = 3, analysis=None, progress: ProgressFn | None = None) -> SyncResult:
@@ -817,7 +820,7 @@ def repair_sync(video: PathLike, out: PathLike, offset_ms: float | None = None, 
     if offset_ms is None:
         prep = _prepare_video(video, m, progress=progress)
         measured = _measure(prep, audio, search_ms=search_ms, step_ms=measure_kw.pop("step_ms", STEP_MS),
-                            aggregate=measure_kw.pop("aggregate", "curve"),
+                            aggregate=measure_kw.pop("aggregate", DEFAULT_AGGREGATE),
                             segment_s=measure_kw.pop("segment_s", DEFAULT_SEGMENT_S),
                             drift_tolerance_ms=measure_kw.pop("drift_tolerance_ms", DRIFT_TOLERANCE_MS),
                             min_confidence=measure_kw.pop("min_confidence", MIN_CLIP_CONFIDENCE),
@@ -844,7 +847,7 @@ def repair_sync(video: PathLike, out: PathLike, offset_ms: float | None = None, 
         else:
             prep_out = _prepare_video(out, m, progress=progress)
         try:
-            residual = _measure(prep_out, audio_out, search_ms=search_ms, step_ms=STEP_MS, aggregate="curve",
+            residual = _measure(prep_out, audio_out, search_ms=search_ms, step_ms=STEP_MS, aggregate=DEFAULT_AGGREGATE,
                                 segment_s=DEFAULT_SEGMENT_S, drift_tolerance_ms=DRIFT_TOLERANCE_MS,
                                 min_confidence=MIN_CLIP_CONFIDENCE, track=None, refine=True, video_name=str(out),
                                 t_audio=t_audio, progress=progress)

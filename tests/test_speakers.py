@@ -210,3 +210,18 @@ def test_cli_speakers_writes_all_formats(tmp_path, clip30, capsys):
     # refuses to write over its input, with a readable error
     assert main(["speakers", str(clip30), "--json", str(clip30)]) == 2
     assert "refusing to overwrite" in capsys.readouterr().err
+
+
+def test_notebook_runs_headless():
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb_path = Path(__file__).resolve().parents[1] / "notebooks" / "speakers_explore.ipynb"
+    nb = nbformat.read(nb_path, as_version=4)
+    NotebookClient(nb, timeout=120, kernel_name="python3",
+                   resources={"metadata": {"path": str(nb_path.parent)}}).execute()
+    out = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    assert out.strip().splitlines()[-1] == "ok"
+    images = sum(1 for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+                 if "image/png" in o.get("data", {}))
+    assert images >= 3  # timelines, offset profiles, annotated frames
