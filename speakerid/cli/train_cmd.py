@@ -8,7 +8,7 @@ from dataclasses import fields
 
 
 def register(sub) -> None:
-    from ..train.loop import TrainConfig
+    from ..train.config import TrainConfig
 
     d = TrainConfig()
     p = sub.add_parser("train", help="self-supervised SyncNet training (stage 1, refinement, stage 2)")
@@ -25,7 +25,7 @@ def register(sub) -> None:
     p.set_defaults(func=_train)
 
     p = sub.add_parser("evaluate", help="single-window accuracy and cache-level clip offsets of a SyncNet")
-    p.add_argument("--cache", default=d.cache_dir, help="cache directory holding eval/ (default /work/cache)")
+    p.add_argument("--cache", default=d.cache_dir, help=f"cache directory holding eval/ (default {d.cache_dir})")
     p.add_argument("--split", default="eval", help="cache split to evaluate (default eval)")
     p.add_argument("--weights", help="checkpoint (default: the packaged weights)")
     p.add_argument("--no-clip-level", action="store_true", help="skip the artificially shifted clip check")

@@ -21,7 +21,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -32,35 +32,9 @@ from ..model import SyncNet, SyncNetConfig, model_from_checkpoint, read_checkpoi
 from .data import (MAX_SHIFT, ClipData, WindowSampler, augment_audio, augment_video, list_cache, load_clips,
                    mfcc_stats)
 from .cache import load_clip
+from .config import TrainConfig
 
 NEAR = 4 * COLS_PER_FRAME  # shifts below 4 frames are "near" negatives
-
-
-@dataclass
-class TrainConfig:
-    cache_dir: str = "/work/cache"
-    out_dir: str = "/work/ckpt"
-    seed: int = 0
-    width: int = 16
-    audio_width: int = 10
-    embed_dim: int = 256
-    chunks: int = 12
-    chunk_len: int = 10
-    steps1: int = 2000
-    steps2: int = 700
-    lr1: float = 1e-3
-    lr2: float = 3e-4
-    weight_decay: float = 1e-4
-    margin: float = 1.2
-    neg_min: int = 3
-    ce_weight: float = 0.0
-    ce_temp: float = 0.1
-    warmup: int = 100
-    threads: int = 1
-    ckpt_minutes: float = 4.0
-    eval_every: int = 500
-    rescan_every: int = 200
-    groups: list[str] = field(default_factory=list)
 
 
 def pair_distances(model: SyncNet, video: torch.Tensor, audio: torch.Tensor, chunk_len: int) -> torch.Tensor:

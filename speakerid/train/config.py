@@ -1,0 +1,34 @@
+"""Training hyper-parameters (kept free of torch so the CLI starts fast).
+
+Defaults are the recipe of the shipped weights (docs/model.md).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class TrainConfig:
+    cache_dir: str = "cache"
+    out_dir: str = "runs/syncnet"
+    seed: int = 0
+    width: int = 16
+    audio_width: int = 10
+    embed_dim: int = 256
+    chunks: int = 12
+    chunk_len: int = 10
+    steps1: int = 4800
+    steps2: int = 800
+    lr1: float = 1e-3
+    lr2: float = 3e-4
+    weight_decay: float = 1e-4
+    margin: float = 1.2
+    neg_min: int = 3
+    ce_weight: float = 0.0
+    ce_temp: float = 0.1
+    warmup: int = 100
+    threads: int = 1
+    ckpt_minutes: float = 4.0
+    eval_every: int = 500
+    rescan_every: int = 200
+    groups: list[str] = field(default_factory=list)
