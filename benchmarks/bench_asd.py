@@ -123,6 +123,7 @@ def main(argv=None) -> int:
     ap.add_argument("--max-shift", type=int, default=DEFAULT_MAX_SHIFT_FRAMES)
     ap.add_argument("--window-step", type=int, default=1)
     ap.add_argument("--detect-every", type=int, default=3)
+    ap.add_argument("--overlap", action="store_true", help="allow several faces speaking at once (not exclusive)")
     ap.add_argument("--limit", type=int, default=0, help="only the first N items")
     ap.add_argument("--sweep-smooth", default="", help="comma-separated smoothing windows to re-score with")
     ap.add_argument("--sweep-threshold", default="", help="comma-separated thresholds to re-score with")
@@ -154,7 +155,7 @@ def main(argv=None) -> int:
         fa = analyze_faces(path, detect_every=a.detect_every)
         audio = read_audio(path, video_start_s=info.video_start_s)
         res = score_faces(fa, audio, model, threshold=a.threshold, smooth_frames=a.smooth,
-                          max_shift_frames=a.max_shift, window_step=a.window_step)
+                          max_shift_frames=a.max_shift, window_step=a.window_step, exclusive=not a.overlap)
         el = time.perf_counter() - t0
         dur = res.num_frames / res.fps
         t_video += dur
@@ -188,12 +189,11 @@ def main(argv=None) -> int:
         for sh in sh_list:
             for sm in sm_list:
                 res_list = [score_faces(fa, au, model, threshold=0.0, smooth_frames=sm, max_shift_frames=sh,
-                                        window_step=a.window_step) for fa, au, _ in kept]
+                                        window_step=a.window_step, exclusive=not a.overlap) for fa, au, _ in kept]
                 for th in th_list:
                     ms = []
                     for r, (_, _, lab) in zip(res_list, kept, strict=True):
-                        for t in r.tracks:
-                            t.speaking = np.isfinite(t.scores) & (t.scores >= th)
+                        r.relabel(th)
                         ms.append(match_item(r, lab["frames"]))
                     mm = metrics(ms)
                     sweeps.append({"smooth": sm, "max_shift": sh, "threshold": th, **mm})
@@ -201,7 +201,7 @@ def main(argv=None) -> int:
                           flush=True)
     if a.out:
         out = {"bench": str(bench), "model": a.model or "packaged", "fingerprint": fp,
-               "settings": {"smooth": a.smooth, "threshold": a.threshold, "max_shift": a.max_shift,
+               "settings": {"exclusive": not a.overlap, "smooth": a.smooth, "threshold": a.threshold, "max_shift": a.max_shift,
                             "window_step": a.window_step, "detect_every": a.detect_every},
                "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
                "total": {**tot, "speed_x": speed, "video_s": t_video, "processing_s": t_proc},

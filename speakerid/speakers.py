@@ -8,7 +8,8 @@ else is heard scores near zero: only lip *sync* counts, not motion.
 
 Steps (all on the 25 fps model timeline, then mapped to the source's own frames):
 
-1. Distances ``d[window, shift]`` for shifts in ±``search_frames`` (20 ms steps).
+1. Distances ``d[window, shift]`` for shifts in ±``search_frames`` (20 ms steps), each less the
+   audio window's mean distance to all mouth windows of the video (``audio_norm``).
    Window confidence profile ``c = median(d) − d``.
 2. **Offsets.** Real videos are often 40–200 ms out of sync (and composites mix sources with
    their own offsets). The video's offset is the peak of the confidence-weighted sum of all
@@ -44,14 +45,14 @@ if TYPE_CHECKING:  # keep ``import speakerid.speakers`` free of torch until scor
     from .model import SyncNet
     from .progress import ProgressFn
 
-__all__ = ["detect_speakers", "score_faces", "SpeakerResult", "SpeakerTrack", "Segment",
+__all__ = ["detect_speakers", "score_faces", "label_tracks", "SpeakerResult", "SpeakerTrack", "Segment",
            "DEFAULT_THRESHOLD", "DEFAULT_SMOOTH_FRAMES", "DEFAULT_MAX_SHIFT_FRAMES", "DEFAULT_SEARCH_FRAMES"]
 
 DEFAULT_SMOOTH_FRAMES = 50
 """Averaging window of the per-face scores, in 25 fps model frames (2 s)."""
 DEFAULT_THRESHOLD = 2.0
 """Calibrated score (z against mismatched audio) at and above which a face is labelled speaking."""
-DEFAULT_MAX_SHIFT_FRAMES = 5
+DEFAULT_MAX_SHIFT_FRAMES = 3
 """How far (model frames of 40 ms) a track's own offset may stray from the video's offset."""
 DEFAULT_SEARCH_FRAMES = 25
 """Shift range (± model frames) over which distances are compared: ±1 s."""
@@ -132,6 +133,8 @@ class SpeakerResult:
     video: str = ""
     threshold: float = DEFAULT_THRESHOLD
     smooth_frames: int = DEFAULT_SMOOTH_FRAMES
+    exclusive: bool = True
+    """At most one face labelled speaking per frame (the highest-scoring one above the threshold)."""
     offset_ms: float | None = None
     """The video's estimated audio offset (``t_audio − t_video``); None without scorable faces."""
     model: str = ""
@@ -166,6 +169,18 @@ class SpeakerResult:
                 out.append(t.id)
         return out
 
+    def relabel(self, threshold: float | None = None, *, exclusive: bool | None = None) -> SpeakerResult:
+        """Label frames again from the scores with another threshold (and/or exclusivity) and
+        rebuild the segments, without scoring again. Returns self."""
+        if threshold is not None:
+            self.threshold = float(threshold)
+        if exclusive is not None:
+            self.exclusive = bool(exclusive)
+        label_tracks(self.tracks, self.threshold, self.num_frames, exclusive=self.exclusive)
+        times = self.frame_times if self.frame_times is not None else np.arange(self.num_frames) / (self.fps or 25.0)
+        self.segments = _segments(self.tracks, np.asarray(times, np.float64), self.fps)
+        return self
+
     def to_dict(self) -> dict:
         """JSON-ready: fps, num_frames, tracks (id, frames, boxes, scores, speaking), segments."""
         return {
@@ -174,6 +189,7 @@ class SpeakerResult:
             "num_frames": int(self.num_frames),
             "threshold": float(self.threshold),
             "smooth_frames": int(self.smooth_frames),
+            "exclusive": bool(self.exclusive),
             "offset_ms": None if self.offset_ms is None else float(self.offset_ms),
             "model": self.model,
             "tracks": [t.to_dict() for t in self.tracks],
@@ -187,6 +203,7 @@ class SpeakerResult:
                    segments=[Segment(int(s["track"]), float(s["start"]), float(s["end"])) for s in d.get("segments", [])],
                    video=d.get("video", ""), threshold=float(d.get("threshold", DEFAULT_THRESHOLD)),
                    smooth_frames=int(d.get("smooth_frames", DEFAULT_SMOOTH_FRAMES)), offset_ms=d.get("offset_ms"),
+                   exclusive=bool(d.get("exclusive", True)),
                    model=d.get("model", ""))
 
     def to_json(self, path: str | os.PathLike, **kw) -> Path:
@@ -220,7 +237,7 @@ def _resolve_model(model, device) -> SyncNet:
 def detect_speakers(video: str | os.PathLike, *, model: SyncNet | str | os.PathLike | None = None,
                     threshold: float = DEFAULT_THRESHOLD, smooth_frames: int = DEFAULT_SMOOTH_FRAMES,
                     max_shift_frames: int = DEFAULT_MAX_SHIFT_FRAMES, search_frames: int = DEFAULT_SEARCH_FRAMES,
-                    window_step: int = 1, detect_every: int = 3, detect_width: int = 512,
+                    window_step: int = 1, exclusive: bool = True, detect_every: int = 3, detect_width: int = 512,
                     device: str | None = None, progress: ProgressFn | None = None) -> SpeakerResult:
     """Find every face in ``video`` and say, frame by frame, which of them is speaking.
 
@@ -246,7 +263,7 @@ def detect_speakers(video: str | os.PathLike, *, model: SyncNet | str | os.PathL
     audio = read_audio(video, video_start_s=info.video_start_s)
     return score_faces(analysis, audio, net, threshold=threshold, smooth_frames=smooth_frames,
                        max_shift_frames=max_shift_frames, search_frames=search_frames,
-                       window_step=window_step, progress=progress)
+                       window_step=window_step, exclusive=exclusive, progress=progress)
 
 
 def _nan_moving_mean(x: np.ndarray, width: int) -> np.ndarray:
@@ -339,7 +356,7 @@ def _window_profiles(starts: np.ndarray, v: np.ndarray, audio_emb: np.ndarray, h
 def score_faces(analysis: FaceAnalysis, audio: np.ndarray, model: SyncNet, *,
                 threshold: float = DEFAULT_THRESHOLD, smooth_frames: int = DEFAULT_SMOOTH_FRAMES,
                 max_shift_frames: int = DEFAULT_MAX_SHIFT_FRAMES, search_frames: int = DEFAULT_SEARCH_FRAMES,
-                window_step: int = 1, audio_norm: bool = True,
+                window_step: int = 1, audio_norm: bool = True, exclusive: bool = True,
                 progress: ProgressFn | None = None) -> SpeakerResult:
     """Score the face tracks of ``analysis`` (with mouth crops) against ``audio`` (16 kHz mono,
     sample 0 = first video frame). The scoring half of :func:`detect_speakers`."""
@@ -353,7 +370,7 @@ def score_faces(analysis: FaceAnalysis, audio: np.ndarray, model: SyncNet, *,
     smooth_frames = max(1, int(smooth_frames))
     fingerprint = str(getattr(model, "fingerprint", "") or "")
     result = SpeakerResult(fps=fps, num_frames=tl.num_source_frames, video=str(info.path), threshold=float(threshold),
-                           smooth_frames=smooth_frames, model=fingerprint,
+                           smooth_frames=smooth_frames, exclusive=bool(exclusive), model=fingerprint,
                            frame_times=np.asarray(tl.source_times, np.float64))
     tracks = analysis.tracks
     if not tracks:
@@ -453,13 +470,31 @@ def score_faces(analysis: FaceAnalysis, audio: np.ndarray, model: SyncNet, *,
         # frames the face was too small for stay unscored
         if t.scorable is not None:
             zs[~t.scorable[k]] = np.nan
-        speaking = np.isfinite(zs) & (zs >= threshold)
-        out.append(SpeakerTrack(id=t.id, frames=t.frames.copy(), boxes=t.boxes.copy(), scores=zs, speaking=speaking,
-                                offset_ms=float(shifts[chosen[t.id]] * MS_PER_COL)))
+        out.append(SpeakerTrack(id=t.id, frames=t.frames.copy(), boxes=t.boxes.copy(), scores=zs,
+                                speaking=np.zeros(len(zs), bool), offset_ms=float(shifts[chosen[t.id]] * MS_PER_COL)))
     result.tracks = out
-    result.segments = _segments(out, tl.source_times, fps)
     result.diagnostics = diag
+    result.relabel(threshold, exclusive=exclusive)
     return result
+
+
+def label_tracks(tracks: list[SpeakerTrack], threshold: float, num_frames: int, *, exclusive: bool = True) -> None:
+    """Set each track's ``speaking`` from its scores: ``score >= threshold``; with ``exclusive``,
+    only the highest-scoring face of a frame can be speaking (one voice at a time)."""
+    best = np.full(max(1, num_frames), -np.inf)
+    if exclusive:
+        for t in tracks:
+            s = np.where(np.isfinite(t.scores), t.scores, -np.inf)
+            f = np.asarray(t.frames, np.int64)
+            ok = (f >= 0) & (f < best.size)
+            np.maximum.at(best, f[ok], s[ok])
+    for t in tracks:
+        s = np.asarray(t.scores, np.float64)
+        sp = np.isfinite(s) & (s >= threshold)
+        if exclusive:
+            f = np.clip(np.asarray(t.frames, np.int64), 0, best.size - 1)
+            sp &= s >= best[f]
+        t.speaking = sp
 
 
 def _unscored(t) -> SpeakerTrack:

@@ -799,10 +799,17 @@ def repair_sync(video: PathLike, out: PathLike, offset_ms: float | None = None, 
     """
     from .media import probe, read_audio, read_audio_native, remux_with_audio, require_audio, require_video, shift_audio
 
+    from .errors import OutputExistsError
+
     progress = progress or silent
     info = probe(video)
     require_video(info)
     require_audio(info)
+    # refuse before the (slow) measurement, not after it; the atomic write checks again
+    if Path(out).exists() and (os.path.samefile(out, video) or Path(out).resolve() == Path(video).resolve()):
+        raise OutputExistsError(f"{out}: refusing to overwrite the input file")
+    if Path(out).exists() and not overwrite:
+        raise OutputExistsError(f"{out}: exists (pass overwrite=True / --force to replace it)")
     m = None
     measured = None
     prep = None
@@ -878,7 +885,7 @@ def plot_sync(result: SyncResult, path: PathLike | None = None, *, max_curves: i
         sel = np.linspace(0, wc.shape[0] - 1, min(max_curves, wc.shape[0])).astype(int)
         for i in sel:
             ax0.plot(x, wc[i] - np.nanmedian(wc[i]), color="0.6", lw=0.4, alpha=0.35)
-    ax0.plot(x, result.curve, color="C0", lw=2, label="aggregate (confidence-weighted)")
+    ax0.plot([], [], color="0.6", lw=0.6, label="one window")
     if result.offset_ms is not None:
         ax0.axvline(result.offset_ms, color="C3", ls="--", label=f"offset {result.offset_ms:+.0f} ms")
     elif result.candidate_ms is not None:
@@ -886,6 +893,11 @@ def plot_sync(result: SyncResult, path: PathLike | None = None, *, max_curves: i
     ax0.set_xlabel("audio shift = offset candidate (ms; negative: audio leads)")
     ax0.set_ylabel("distance − window median")
     ax0.set_title(f"{Path(result.video).name}: {result.status}, confidence {result.confidence:.3f}")
+    # the aggregate has its own scale (unit-depth curves for "curve_norm")
+    axa = ax0.twinx()
+    axa.plot(x, result.curve, color="C0", lw=2)
+    axa.set_ylabel(f"aggregate ({result.aggregate})", color="C0")
+    ax0.plot([], [], color="C0", lw=2, label=f"aggregate ({result.aggregate})")
     ax0.legend(loc="lower right", fontsize=8)
     w = result.windows
     if len(w):
