@@ -22,8 +22,9 @@ Steps (all on the 25 fps model timeline, then mapped to the source's own frames)
    audio) is the null: how large the score gets by chance in *this* video, with *this* model.
    The reported score is ``(smoothed − null mean) / null std``, a z-score, so one threshold holds
    across videos, speakers and model versions.
-5. **Labels.** ``speaking = score ≥ threshold``; nobody above it → nobody labelled. Segments are
-   the runs of speaking frames of each track, in seconds.
+5. **Labels.** ``speaking = score ≥ threshold``, and (``exclusive``, the default) only for the
+   frame's highest-scoring face; nobody above it → nobody labelled. Segments are the runs of
+   speaking frames of each track, in seconds.
 
 Memory: the faces stage keeps each track's 111×111 mouth crops (12 KB per 25 fps frame per
 face) for the scoring step; the scoring itself keeps only a few floats per window and shift.
@@ -52,6 +53,8 @@ DEFAULT_SMOOTH_FRAMES = 50
 """Averaging window of the per-face scores, in 25 fps model frames (2 s)."""
 DEFAULT_THRESHOLD = 2.0
 """Calibrated score (z against mismatched audio) at and above which a face is labelled speaking."""
+MIN_SEGMENT_S = 0.2
+"""Speaking runs shorter than this (one SyncNet window) are dropped: flicker where two faces' scores cross."""
 DEFAULT_MAX_SHIFT_FRAMES = 3
 """How far (model frames of 40 ms) a track's own offset may stray from the video's offset."""
 DEFAULT_SEARCH_FRAMES = 25
@@ -176,7 +179,8 @@ class SpeakerResult:
             self.threshold = float(threshold)
         if exclusive is not None:
             self.exclusive = bool(exclusive)
-        label_tracks(self.tracks, self.threshold, self.num_frames, exclusive=self.exclusive)
+        min_run = max(1, int(round(MIN_SEGMENT_S * (self.fps or 25.0))))
+        label_tracks(self.tracks, self.threshold, self.num_frames, exclusive=self.exclusive, min_run=min_run)
         times = self.frame_times if self.frame_times is not None else np.arange(self.num_frames) / (self.fps or 25.0)
         self.segments = _segments(self.tracks, np.asarray(times, np.float64), self.fps)
         return self
@@ -478,9 +482,11 @@ def score_faces(analysis: FaceAnalysis, audio: np.ndarray, model: SyncNet, *,
     return result
 
 
-def label_tracks(tracks: list[SpeakerTrack], threshold: float, num_frames: int, *, exclusive: bool = True) -> None:
+def label_tracks(tracks: list[SpeakerTrack], threshold: float, num_frames: int, *, exclusive: bool = True,
+                 min_run: int = 1) -> None:
     """Set each track's ``speaking`` from its scores: ``score >= threshold``; with ``exclusive``,
-    only the highest-scoring face of a frame can be speaking (one voice at a time)."""
+    only the highest-scoring face of a frame can be speaking (one voice at a time). Runs of
+    speaking frames shorter than ``min_run`` frames are dropped (hand-over flicker)."""
     best = np.full(max(1, num_frames), -np.inf)
     if exclusive:
         for t in tracks:
@@ -494,6 +500,11 @@ def label_tracks(tracks: list[SpeakerTrack], threshold: float, num_frames: int, 
         if exclusive:
             f = np.clip(np.asarray(t.frames, np.int64), 0, best.size - 1)
             sp &= s >= best[f]
+        if min_run > 1 and sp.any():
+            edges = np.diff(np.concatenate([[0], sp.astype(np.int8), [0]]))
+            for a, b in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True):
+                if b - a < min_run:
+                    sp[a:b] = False
         t.speaking = sp
 
 

@@ -14,6 +14,8 @@ def _add_scoring_args(p) -> None:
     p.add_argument("--max-shift", type=int, default=DEFAULT_MAX_SHIFT_FRAMES, metavar="FRAMES",
                    help="how far (40 ms frames) a face's audio offset may differ from the video's "
                         f"(default {DEFAULT_MAX_SHIFT_FRAMES})")
+    p.add_argument("--overlap", action="store_true",
+                   help="let several faces be labelled speaking at once (default: only the highest-scoring face)")
     p.add_argument("--model", help="SyncNet checkpoint to use instead of the packaged weights")
     p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
     p.add_argument("--detect-every", type=int, default=3, help="run the face detector every N frames (default 3)")
@@ -46,7 +48,7 @@ def _detect(args):
     from . import progress_for
 
     return detect_speakers(args.video, model=args.model, threshold=args.threshold, smooth_frames=args.smooth,
-                           max_shift_frames=args.max_shift, detect_every=args.detect_every,
+                           max_shift_frames=args.max_shift, exclusive=not args.overlap, detect_every=args.detect_every,
                            detect_width=args.detect_width, device=args.device, progress=progress_for(args))
 
 

@@ -87,10 +87,16 @@ def preprocess_clip(video: str | os.PathLike, out: str | os.PathLike, meta: dict
     meta.update(source=str(video), fps=a.info.fps, num_tracks=len(a.tracks), version=CACHE_VERSION)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".partial.npz")
-    np.savez(tmp, crops=crops, usable=usable, shot=a.shot_of_model().astype(np.int16), mfcc=mfcc,
-             meta=json.dumps(meta))
-    os.replace(tmp, out)
+    # a hidden name without the .npz suffix, so an interrupted write is never listed as a clip
+    tmp = out.with_name(f".{out.name}.partial")
+    try:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, crops=crops, usable=usable, shot=a.shot_of_model().astype(np.int16), mfcc=mfcc,
+                     meta=json.dumps(meta))
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
     return {"frames": int(n), "usable": int(usable.sum()), "tracks": len(a.tracks)}
 
 
