@@ -56,7 +56,12 @@ def annotate_frame(image: np.ndarray, frame: int, result: SpeakerResult, *, time
         cv2.rectangle(img, p1, p2, color, thick * (2 if sp else 1), cv2.LINE_AA)
         label = f"#{t.id} " + (f"{s:+.1f}" if math.isfinite(s) else "n/a") + (" speaking" if sp else "")
         (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.5 * scale * 1.4, thick)
-        ty = p1[1] - 4 if p1[1] - th - base - 4 > 0 else p2[1] + th + 4
+        # the label's backing sits clear of the box's own (thick) edge, above it or else below it
+        edge = thick * (2 if sp else 1) + 1
+        if p1[1] - edge - th - 2 * base > 0:
+            ty = p1[1] - edge - base
+        else:
+            ty = p2[1] + edge + th
         cv2.rectangle(img, (p1[0], ty - th - base), (p1[0] + tw + 4, ty + base), (0, 0, 0), -1)
         cv2.putText(img, label, (p1[0] + 2, ty), cv2.FONT_HERSHEY_SIMPLEX, 0.5 * scale * 1.4, color, thick, cv2.LINE_AA)
         # score bar right of the box (left of it when the box touches the right edge)
