@@ -315,6 +315,21 @@ def read_frame_times(path: PathLike) -> np.ndarray:
         return t - t[0]
 
 
+def _first_video_time(c) -> float:
+    """Presentation time of the first decodable video frame (0 for audio-only files); rewinds."""
+    import av
+
+    if not c.streams.video:
+        return 0.0
+    t = 0.0
+    with contextlib.suppress(av.error.FFmpegError):
+        for f in c.decode(c.streams.video[0]):
+            t = float(f.time or 0.0)
+            break
+    c.seek(0)
+    return t
+
+
 def read_audio(path: PathLike, *, sample_rate: int = SAMPLE_RATE, video_start_s: float | None = None) -> np.ndarray:
     """Decode the first audio stream to mono float32 at ``sample_rate``, aligned to the video.
 
@@ -331,14 +346,7 @@ def read_audio(path: PathLike, *, sample_rate: int = SAMPLE_RATE, video_start_s:
         aus = c.streams.audio[0]
         _check_codec(aus, p, "audio")
         if video_start_s is None:
-            video_start_s = 0.0
-            if c.streams.video:
-                vs = c.streams.video[0]
-                with contextlib.suppress(av.error.FFmpegError):
-                    for f in c.decode(vs):
-                        video_start_s = float(f.time or 0.0)
-                        break
-                c.seek(0)
+            video_start_s = _first_video_time(c)
         resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
         chunks: list[np.ndarray] = []
         audio_start = None
@@ -564,13 +572,7 @@ def read_audio_native(path: PathLike) -> NativeAudio:
             raise NoAudioStreamError(f"{p}: has no audio stream (speech is needed for this)")
         aus = c.streams.audio[0]
         _check_codec(aus, p, "audio")
-        video_start_s = 0.0
-        if c.streams.video:
-            with contextlib.suppress(av.error.FFmpegError):
-                for f in c.decode(c.streams.video[0]):
-                    video_start_s = float(f.time or 0.0)
-                    break
-            c.seek(0)
+        video_start_s = _first_video_time(c)
         resampler = None
         rate = 0
         layout = ""
