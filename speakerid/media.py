@@ -440,6 +440,10 @@ class Timeline:
 def _tmp_beside(target: Path) -> Path:
     fd, name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".partial{target.suffix}", dir=target.parent)
     os.close(fd)
+    # mkstemp makes the file private (0600); an output should get the usual permissions
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(name, 0o666 & ~umask)
     return Path(name)
 
 

@@ -341,3 +341,16 @@ def test_rotated_video_frames_come_upright(cfr30, tmp_path):
     # ffmpeg's own autorotation turns this file a quarter turn counter-clockwise; so do we
     assert info.rotation == 270
     assert [mediagen.frame_code(np.rot90(f.image, k=-1)) for f in frames] == [0, 13]
+
+
+def test_atomic_output_gets_the_usual_permissions(tmp_path):
+    """Outputs are made through a private temp file but must not stay private (0600)."""
+    import os
+    import stat
+
+    target = tmp_path / "out.json"
+    with atomic_output(target) as tmp:
+        tmp.write_text("{}")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask
