@@ -12,8 +12,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${1:-../shared/data}
-CACHE=${2:-/work/cache}
-OUT=${3:-/work/ckpt}
+CACHE=${2:-../speakerid-cache}   # outside the repository: ~6 GB of crops
+OUT=${3:-../speakerid-runs}
 RESUME=${RESUME:-}
 WORKERS=${WORKERS:-2} python -m speakerid.train.cache "$DATA" "$CACHE" \
     train/grid_s1 train/ro_tedx train/misc train/unverified train/lrc_ar eval
