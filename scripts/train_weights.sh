@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${1:-../shared/data}
-CACHE=${2:-../speakerid-cache}   # outside the repository: ~6 GB of crops
+CACHE=${2:-../speakerid-cache}   # outside the repository: ~1.4 GB of crops
 OUT=${3:-../speakerid-runs}
 RESUME=${RESUME:-}
 WORKERS=${WORKERS:-2} python -m speakerid.train.cache "$DATA" "$CACHE" \
