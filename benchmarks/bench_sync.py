@@ -106,11 +106,11 @@ def run(args) -> dict:
 
     from speakerid.media import read_audio, shift_audio
     from speakerid.features import compute_mfcc
+    from speakerid.model import resolve_model
     from speakerid.sync import (
         DEFAULT_AGGREGATE,
         _measure,
         _prepare_video,
-        _resolve_model,
         aggregate_windows,
         audio_embeddings,
         centre_audio,
@@ -119,7 +119,7 @@ def run(args) -> dict:
     torch.set_num_threads(args.threads)
     labels = json.loads((args.bench / "labels.json").read_text())["items"]
     names = sorted(labels)[: args.limit] if args.limit else sorted(labels)
-    model = _resolve_model(args.weights)
+    model = resolve_model(args.weights)
     fp = getattr(model, "fingerprint", "") or "unknown"
     print(f"model {fp} ({args.weights or 'packaged'}), {len(names)} clips", file=sys.stderr)
     common = dict(search_ms=1000, segment_s=10.0, drift_tolerance_ms=80.0, track=None)

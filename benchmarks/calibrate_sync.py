@@ -26,10 +26,9 @@ import numpy as np
 def main(argv=None) -> int:
     import torch
 
-    from speakerid.model import Embedder
+    from speakerid.model import Embedder, resolve_model
     from speakerid.sync import (
         MIN_CLIP_CONFIDENCE,
-        _resolve_model,
         aggregate_windows,
         audio_embeddings,
         window_curves,
@@ -45,7 +44,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
     torch.set_num_threads(2)
-    model = _resolve_model(args.weights)
+    model = resolve_model(args.weights)
     emb = Embedder(model)
     rng = np.random.default_rng(args.seed)
     clips = []

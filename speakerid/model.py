@@ -214,6 +214,15 @@ def load_model(path: str | os.PathLike | None = None, *, device: str | torch.dev
     return model
 
 
+def resolve_model(model: SyncNet | str | os.PathLike | None = None, *,
+                  device: str | torch.device | None = None) -> SyncNet:
+    """A SyncNet in eval mode from what an API caller passed: a model, a checkpoint path, or
+    ``None`` for the packaged weights."""
+    if isinstance(model, SyncNet):
+        return model.eval()
+    return load_model(model, device=device)
+
+
 @dataclass
 class Embedder:
     """Batched, gradient-free embedding of windows from a clip's crops and MFCC."""

@@ -230,14 +230,6 @@ class SpeakerResult:
 # scoring
 
 
-def _resolve_model(model, device) -> SyncNet:
-    from .model import SyncNet, load_model
-
-    if isinstance(model, SyncNet):
-        return model.eval()
-    return load_model(model, device=device)
-
-
 def detect_speakers(video: str | os.PathLike, *, model: SyncNet | str | os.PathLike | None = None,
                     threshold: float = DEFAULT_THRESHOLD, smooth_frames: int = DEFAULT_SMOOTH_FRAMES,
                     max_shift_frames: int = DEFAULT_MAX_SHIFT_FRAMES, search_frames: int = DEFAULT_SEARCH_FRAMES,
@@ -262,7 +254,9 @@ def detect_speakers(video: str | os.PathLike, *, model: SyncNet | str | os.PathL
     info = probe(video)
     require_video(info)
     require_audio(info)  # fail before the expensive face pass
-    net = _resolve_model(model, device)
+    from .model import resolve_model
+
+    net = resolve_model(model, device=device)
     analysis = analyze_faces(video, detect_every=detect_every, detect_width=detect_width, progress=progress)
     audio = read_audio(video, video_start_s=info.video_start_s)
     return score_faces(analysis, audio, net, threshold=threshold, smooth_frames=smooth_frames,

@@ -317,14 +317,6 @@ class _Prepared:
     embed_cpu_seconds: float = 0.0
 
 
-def _resolve_model(model, device=None):
-    from .model import SyncNet, load_model
-
-    if isinstance(model, SyncNet):
-        return model.eval()
-    return load_model(model, device=device)
-
-
 def _prepare_video(video: PathLike, model, *, analysis=None, progress: ProgressFn = silent,
                    detect_every: int = 3) -> _Prepared:
     """Faces, mouth crops and one video embedding per 0.2 s window of every track."""
@@ -760,7 +752,9 @@ def measure_sync(video: PathLike, *, search_ms: float = DEFAULT_SEARCH_MS, step_
     if dur + 0.05 < need:  # early exit before the expensive face pass; exact check in _measure
         raise TooShortError(f"{video}: {dur:.2f} s of video with audio; measuring offsets within ±{search_ms:.0f} ms "
                             f"needs at least {need:.2f} s (pass a smaller search range)")
-    m = _resolve_model(model, device)
+    from .model import resolve_model
+
+    m = resolve_model(model, device=device)
     prep = _prepare_video(video, m, analysis=analysis, progress=progress, detect_every=detect_every)
     return _measure(prep, audio, search_ms=search_ms, step_ms=step_ms, aggregate=aggregate, segment_s=segment_s,
                     drift_tolerance_ms=drift_tolerance_ms, min_confidence=min_confidence, track=track,
@@ -823,7 +817,9 @@ def repair_sync(video: PathLike, out: PathLike, offset_ms: float | None = None, 
             raise TooShortError(f"{video}: {dur:.2f} s of video with audio; measuring offsets within "
                                 f"±{search_ms:.0f} ms needs at least {need:.2f} s (give the offset to repair anyway)")
     if offset_ms is None or remeasure:
-        m = _resolve_model(model, device)
+        from .model import resolve_model
+
+        m = resolve_model(model, device=device)
     if offset_ms is None:
         prep = _prepare_video(video, m, progress=progress)
         measured = _measure(prep, audio, search_ms=search_ms, step_ms=measure_kw.pop("step_ms", STEP_MS),
