@@ -349,34 +349,17 @@ def _prepare_video(video: PathLike, model, *, analysis=None, progress: ProgressF
                      embed_cpu_seconds=time.process_time() - c0 - c_faces)
 
 
-def audio_embeddings(model, mfcc: np.ndarray, step_cols: int = 1, chunk: int = 4000) -> np.ndarray:
+def audio_embeddings(model, mfcc: np.ndarray, step_cols: int = 1) -> np.ndarray:
     """Embedding of the audio window starting at every MFCC column ``c`` (``(T − 19, D)``).
 
     With ``step_cols > 1`` only the columns that are multiples of it are kept (the others NaN).
     """
-    import torch
-
     from .model import Embedder
 
-    n = mfcc.shape[1] - WINDOW_COLS + 1
-    d = model.config.embed_dim
-    if n <= 0:
-        return np.zeros((0, d), np.float32)
-    dev = next(model.parameters()).device
-    if hasattr(model, "embed_audio_seq"):
-        # the audio stream is fully convolutional along time: one pass gives every column
-        out = np.empty((n, d), np.float32)
-        with torch.no_grad():
-            for s in range(0, n, chunk):
-                e = min(n, s + chunk)
-                x = torch.from_numpy(np.ascontiguousarray(mfcc[None, :, s:e + WINDOW_COLS - 1])).to(dev)
-                out[s:e] = model.embed_audio_seq(x)[0].T.float().cpu().numpy()
-        if step_cols > 1:  # a coarser search sees only its own columns
-            out[np.arange(n) % step_cols != 0] = np.nan
-        return out
-    out = np.full((n, d), np.nan, np.float32)
-    cols = np.arange(0, n, step_cols)
-    out[cols] = Embedder(model).audio(mfcc, cols)
+    # the audio stream is fully convolutional along time: one pass gives every column
+    out = Embedder(model).sequence(mfcc)
+    if step_cols > 1:  # a coarser search sees only its own columns
+        out[np.arange(out.shape[0]) % step_cols != 0] = np.nan
     return out
 
 
