@@ -297,15 +297,9 @@ class _TrackScores:
 
 def _track_windows(track, window_step: int) -> np.ndarray:
     """Positions (in ``track.model_frames``) of the track's scorable 5-frame windows."""
-    mf = track.model_frames
-    if track.crops is None or mf.size < WINDOW_FRAMES:
-        return np.zeros(0, np.int64)
-    ok = track.scorable if track.scorable is not None else np.ones(mf.size, bool)
-    # a window needs all of its 5 frames scorable
-    okw = np.convolve(ok.astype(np.int32), np.ones(WINDOW_FRAMES, np.int32), "valid") == WINDOW_FRAMES
-    local = np.flatnonzero(okw)
+    local = track.scorable_windows()
     if window_step > 1:
-        local = local[(mf[local] % window_step) == 0]
+        local = local[(track.model_frames[local] % window_step) == 0]
     return local
 
 

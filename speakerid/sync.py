@@ -332,12 +332,7 @@ def _prepare_video(video: PathLike, model, *, analysis=None, progress: ProgressF
     emb = Embedder(model)
     out = []
     for tr in analysis.tracks:
-        if tr.crops is None or tr.model_frames.size < WINDOW_FRAMES:
-            continue
-        ok = tr.scorable.astype(bool)
-        # a window is usable when all five of its frames show a big-enough face
-        run = np.convolve(ok.astype(np.int32), np.ones(WINDOW_FRAMES, np.int32), mode="valid") == WINDOW_FRAMES
-        pos = np.nonzero(run)[0]
+        pos = tr.scorable_windows()
         if pos.size == 0:
             continue
         v = emb.video(tr.crops, pos)

@@ -264,3 +264,17 @@ def test_analyze_faces_errors(tmp_path, audio_only, text_as_mp4, zero_byte, trun
 def test_no_faces_and_no_audio_is_fine(no_audio):
     a = analyze_faces(no_audio)
     assert a.tracks == [] and a.timeline.num_source_frames == 20
+
+
+def test_scorable_windows_need_all_five_frames_scorable():
+    from speakerid.faces import FaceTrack
+
+    n = 12
+    scorable = np.ones(n, bool)
+    scorable[6] = False  # windows [2..6] touch frame 6
+    t = FaceTrack(id=0, shot=0, frames=np.arange(n), boxes=np.zeros((n, 4), np.float32), landmarks=None,
+                  detected=np.ones(n, bool), model_frames=np.arange(n), crops=np.zeros((n, 111, 111), np.uint8),
+                  scorable=scorable)
+    assert t.scorable_windows().tolist() == [0, 1, 7]
+    t.crops, t.scorable = None, None
+    assert t.scorable_windows().size == 0

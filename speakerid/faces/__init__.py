@@ -55,6 +55,17 @@ class FaceTrack:
         """Last source frame of the track (inclusive)."""
         return int(self.frames[-1])
 
+    def scorable_windows(self) -> np.ndarray:
+        """Positions ``i`` (into ``model_frames``) of the 5-frame windows ``[i, i + 5)`` whose
+        frames all have a scorable mouth crop; empty when the track has no crops."""
+        from ..features import WINDOW_FRAMES
+
+        if self.crops is None or self.scorable is None or self.model_frames.size < WINDOW_FRAMES:
+            return np.zeros(0, np.int64)
+        ok = self.scorable.astype(np.int32)
+        full = np.convolve(ok, np.ones(WINDOW_FRAMES, np.int32), mode="valid") == WINDOW_FRAMES
+        return np.flatnonzero(full).astype(np.int64)
+
     def box_at(self, source_frame: int) -> np.ndarray | None:
         i = int(source_frame) - self.start_frame
         return self.boxes[i] if 0 <= i < len(self.frames) else None
