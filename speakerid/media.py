@@ -330,16 +330,30 @@ def _first_video_time(c) -> float:
     return t
 
 
-def read_audio(path: PathLike, *, sample_rate: int = SAMPLE_RATE, video_start_s: float | None = None) -> np.ndarray:
-    """Decode the first audio stream to mono float32 at ``sample_rate``, aligned to the video.
+@dataclass
+class _DecodedAudio:
+    samples: np.ndarray | None
+    """planar float32 ``(channels, n)`` as decoded (None when nothing decoded)"""
+    rate: int
+    layout: str
+    audio_start_s: float
+    video_start_s: float
+    listed_s: float
+    """the stream's duration as the container lists it (0 when it lists none)"""
 
-    Sample 0 plays at the first video frame's presentation time (``video_start_s``, read from
-    the file when not given; 0 for audio-only files). Audio that starts later is padded with
-    silence at the front; audio that starts earlier is trimmed.
-    """
+    def aligned(self) -> np.ndarray:
+        """Samples with sample 0 at the first video frame: silence in front, or the lead trimmed."""
+        lead = int(round((self.audio_start_s - self.video_start_s) * self.rate))
+        if lead > 0:
+            return np.concatenate([np.zeros((self.samples.shape[0], lead), np.float32), self.samples], axis=1)
+        return self.samples[:, -lead:] if lead < 0 else self.samples
+
+
+def _decode_audio(p: Path, *, rate: int | None, mono: bool, video_start_s: float | None) -> _DecodedAudio:
+    """Decode the first audio stream to planar float: at ``rate`` (None = its own) and mixed to
+    mono when asked, else with its own channel layout."""
     import av
 
-    p = _check_path(path)
     with _open(p) as c:
         if not c.streams.audio:
             raise NoAudioStreamError(f"{p}: has no audio stream (speech is needed for this)")
@@ -347,36 +361,50 @@ def read_audio(path: PathLike, *, sample_rate: int = SAMPLE_RATE, video_start_s:
         _check_codec(aus, p, "audio")
         if video_start_s is None:
             video_start_s = _first_video_time(c)
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+        resampler = None
+        out_rate, layout = 0, ""
         chunks: list[np.ndarray] = []
-        audio_start = None
+        audio_start = 0.0
         try:
             for f in c.decode(aus):
-                if audio_start is None:
+                if resampler is None:
+                    out_rate = int(rate or f.sample_rate)
+                    layout = "mono" if mono else f.layout.name
+                    # planar float keeps channels apart; nothing is mixed unless mono was asked for
+                    resampler = av.AudioResampler(format="fltp", layout=layout, rate=out_rate)
                     audio_start = float(f.time) if f.time is not None else 0.0
                 for g in resampler.resample(f):
-                    chunks.append(g.to_ndarray().reshape(-1))
-            for g in resampler.resample(None):
-                chunks.append(g.to_ndarray().reshape(-1))
+                    chunks.append(g.to_ndarray())
+            if resampler is not None:
+                for g in resampler.resample(None):
+                    chunks.append(g.to_ndarray())
         except av.error.FFmpegError as e:
             raise CorruptMediaError(f"{p}: audio decoding failed ({e})") from e
         listed_s = float(aus.duration * aus.time_base) if aus.duration and aus.time_base else 0.0
-    if audio_start is None or not chunks:
-        if listed_s > 0:
-            raise CorruptMediaError(f"{p}: truncated or damaged: the audio stream lists {listed_s:.2f} s "
+    samples = np.concatenate(chunks, axis=1).astype(np.float32, copy=False) if chunks else None
+    return _DecodedAudio(samples=samples, rate=out_rate, layout=layout, audio_start_s=audio_start,
+                         video_start_s=float(video_start_s), listed_s=listed_s)
+
+
+def read_audio(path: PathLike, *, sample_rate: int = SAMPLE_RATE, video_start_s: float | None = None) -> np.ndarray:
+    """Decode the first audio stream to mono float32 at ``sample_rate``, aligned to the video.
+
+    Sample 0 plays at the first video frame's presentation time (``video_start_s``, read from
+    the file when not given; 0 for audio-only files). Audio that starts later is padded with
+    silence at the front; audio that starts earlier is trimmed.
+    """
+    p = _check_path(path)
+    dec = _decode_audio(p, rate=sample_rate, mono=True, video_start_s=video_start_s)
+    if dec.samples is None:
+        if dec.listed_s > 0:
+            raise CorruptMediaError(f"{p}: truncated or damaged: the audio stream lists {dec.listed_s:.2f} s "
                                     "but no samples could be decoded")
         raise EmptyMediaError(f"{p}: audio stream has no decodable samples")
-    audio = np.concatenate(chunks).astype(np.float32, copy=False)
-    got_s = audio.size / sample_rate
-    if listed_s and got_s < 0.95 * listed_s - 0.1:
-        raise CorruptMediaError(f"{p}: truncated or damaged: the audio stream lists {listed_s:.2f} s "
+    got_s = dec.samples.shape[1] / sample_rate
+    if dec.listed_s and got_s < 0.95 * dec.listed_s - 0.1:
+        raise CorruptMediaError(f"{p}: truncated or damaged: the audio stream lists {dec.listed_s:.2f} s "
                                 f"but only {got_s:.2f} s could be decoded")
-    lead = int(round((audio_start - video_start_s) * sample_rate))
-    if lead > 0:
-        audio = np.concatenate([np.zeros(lead, np.float32), audio])
-    elif lead < 0:
-        audio = audio[-lead:]
-    return audio
+    return dec.aligned()[0]
 
 
 @dataclass
@@ -568,45 +596,12 @@ class NativeAudio:
 
 def read_audio_native(path: PathLike) -> NativeAudio:
     """Decode the first audio stream without resampling or down-mixing, aligned to the video."""
-    import av
-
     p = _check_path(path)
-    with _open(p) as c:
-        if not c.streams.audio:
-            raise NoAudioStreamError(f"{p}: has no audio stream (speech is needed for this)")
-        aus = c.streams.audio[0]
-        _check_codec(aus, p, "audio")
-        video_start_s = _first_video_time(c)
-        resampler = None
-        rate = 0
-        layout = ""
-        chunks: list[np.ndarray] = []
-        audio_start = None
-        try:
-            for f in c.decode(aus):
-                if resampler is None:
-                    rate = int(f.sample_rate)
-                    layout = f.layout.name
-                    # planar float keeps every channel apart at the native rate: nothing is mixed
-                    resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
-                    audio_start = float(f.time) if f.time is not None else 0.0
-                for g in resampler.resample(f):
-                    chunks.append(g.to_ndarray())
-            if resampler is not None:
-                for g in resampler.resample(None):
-                    chunks.append(g.to_ndarray())
-        except av.error.FFmpegError as e:
-            raise CorruptMediaError(f"{p}: audio decoding failed ({e})") from e
-    if audio_start is None or not chunks:
+    dec = _decode_audio(p, rate=None, mono=False, video_start_s=None)
+    if dec.samples is None:
         raise EmptyMediaError(f"{p}: audio stream has no decodable samples")
-    samples = np.concatenate(chunks, axis=1).astype(np.float32, copy=False)
-    lead = int(round((audio_start - video_start_s) * rate))
-    if lead > 0:
-        samples = np.concatenate([np.zeros((samples.shape[0], lead), np.float32), samples], axis=1)
-    elif lead < 0:
-        samples = samples[:, -lead:]
-    return NativeAudio(samples=np.ascontiguousarray(samples), sample_rate=rate, layout=layout,
-                       video_start_s=video_start_s)
+    return NativeAudio(samples=np.ascontiguousarray(dec.aligned()), sample_rate=dec.rate, layout=dec.layout,
+                       video_start_s=dec.video_start_s)
 
 
 def shift_audio(samples: np.ndarray, sample_rate: int, offset_ms: float) -> np.ndarray:
