@@ -139,10 +139,17 @@ def run(args) -> dict:
         if cached is not None and cached.exists():
             # faces do not depend on the SyncNet weights: reuse them across runs (timing kept)
             analysis, faces_s = pickle.loads(cached.read_bytes())
+        elif cached is not None:
+            # a cached analysis keeps its mouth crops: streamed embeddings belong to one model
+            from speakerid.faces import analyze_faces
+
+            t_f = time.perf_counter()
+            analysis = analyze_faces(path)
+            faces_s = time.perf_counter() - t_f
         prep = _prepare_video(path, model, analysis=analysis)
-        if cached is not None and analysis is None:
+        if cached is not None and not cached.exists():
             cached.parent.mkdir(parents=True, exist_ok=True)
-            cached.write_bytes(pickle.dumps((prep.analysis, prep.faces_seconds)))
+            cached.write_bytes(pickle.dumps((prep.analysis, faces_s)))
         if faces_s is not None:
             prep.faces_seconds = faces_s
         settings = {}

@@ -44,11 +44,47 @@ def compute_mfcc(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarra
     # starts before the last 25 ms (99 for 1 s), so pad the tail with the 15 ms of zeros it
     # would pad with anyway, then keep the columns whose hop starts inside the signal.
     hop = sample_rate // MFCC_RATE
+    win = int(0.025 * sample_rate)
     n_cols = max(1, int(np.ceil(audio.size / hop)))
-    padded = np.concatenate([audio, np.zeros(int(0.025 * sample_rate) - hop, np.float32)])
-    feats = mfcc(padded, samplerate=sample_rate, winlen=0.025, winstep=0.01,
-                 numcep=NUM_CEPSTRA, nfilt=26, nfft=512)
-    return np.ascontiguousarray(feats[:n_cols].T, dtype=np.float32)
+    # python_speech_features holds ~1.5 KB of float64 frames and spectra per column (90 MB per
+    # minute of audio), so long audio goes through in chunks of columns. Every column depends
+    # only on its own 25 ms and, through the pre-emphasis filter, the one sample before: a
+    # chunk starts one hop early and drops that first column, giving the very same numbers.
+    out = np.empty((NUM_CEPSTRA, n_cols), np.float32)
+    for c0 in range(0, n_cols, MFCC_CHUNK_COLS):
+        c1 = min(n_cols, c0 + MFCC_CHUNK_COLS)
+        lead = 1 if c0 else 0
+        s0, s1 = (c0 - lead) * hop, (c1 - 1) * hop + win
+        seg = audio[s0:min(s1, audio.size)]
+        if s1 > audio.size:  # the tail: the zeros it would be padded with anyway
+            seg = np.concatenate([seg, np.zeros(min(s1 - audio.size, win - hop), np.float32)])
+        feats = mfcc(seg, samplerate=sample_rate, winlen=0.025, winstep=0.01, numcep=NUM_CEPSTRA, nfilt=26, nfft=512)
+        out[:, c0:c1] = feats[lead:lead + c1 - c0].T
+    return out
+
+
+def normalize_cepstra(mfcc: np.ndarray, window_cols: int) -> np.ndarray:
+    """Cepstral mean normalisation: each cepstrum less its mean over a centred window of
+    ``window_cols`` columns (fewer at the ends; the whole clip when it is shorter).
+
+    A microphone, a room or a codec adds a near-constant vector to the cepstra; removing the
+    local mean leaves what changes with speech, so a model trained on a few recording setups
+    meets new ones on the same footing. Works on any length in O(T).
+    """
+    m = np.asarray(mfcc, np.float64)
+    T = m.shape[1]
+    if T == 0 or window_cols <= 1:
+        return np.asarray(mfcc, np.float32)
+    h = window_cols // 2
+    c = np.concatenate([np.zeros((m.shape[0], 1)), np.cumsum(m, axis=1)], axis=1)
+    lo = np.clip(np.arange(T) - h, 0, T)
+    hi = np.clip(np.arange(T) + h + 1, 0, T)
+    mean = (c[:, hi] - c[:, lo]) / (hi - lo)
+    return (m - mean).astype(np.float32)
+
+
+MFCC_CHUNK_COLS = 1500
+"""Columns (15 s) computed at a time by :func:`compute_mfcc`, bounding its working memory."""
 
 
 def window_cols(i: int, shift_cols: int = 0) -> tuple[int, int]:

@@ -42,6 +42,14 @@ class SyncNetConfig:
     normalize: bool = True
     """L2-normalise embeddings (distances then lie in [0, 2])."""
     audio_width: int = 16
+    mouth_px: int = 0
+    """Side of the central square of the 111×111 crop that the video stream sees at full
+    resolution; 0 = the whole crop at half resolution (the default, so checkpoints written
+    before this field existed load unchanged; the training recipe sets 75)."""
+
+    cmn_cols: int = 0
+    """Cepstral mean normalisation of the MFCC over a sliding window of this many columns
+    before the audio stream (:func:`speakerid.features.normalize_cepstra`); 0 = none."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -53,6 +61,16 @@ def _block(cin: int, cout: int, k=3, stride=1, padding=None) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, k, stride, padding, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
 
+class _CentreCrop(nn.Module):
+    def __init__(self, size: int):
+        super().__init__()
+        self.size = int(size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        o = (x.shape[-1] - self.size) // 2
+        return x[..., o:o + self.size, o:o + self.size]
+
+
 AUDIO_FIELD = WINDOW_COLS
 """Receptive field of the audio stream in MFCC columns: exactly one window (20 columns)."""
 
@@ -60,9 +78,12 @@ AUDIO_FIELD = WINDOW_COLS
 class SyncNet(nn.Module):
     """The two-stream network. Inputs are raw: uint8-range crops and un-normalised MFCC.
 
-    Video: the 5 crops (time as channels) are average-pooled 2× (111 → 55: the lips stay
-    ~30 px wide, and every later layer costs 4× less), then 5 conv blocks down to 7×7 and a
-    3×3 spatial summary, so where things are in the mouth region is kept.
+    Video: the 5 crops (time as channels) are reduced to what the stream looks at: with
+    ``mouth_px`` (the shipped model: 75) the central ``mouth_px`` square at full resolution
+    (the crop is centred on the mouth, so this is lips, chin and nostrils; the lips stay ~40 px
+    wide), otherwise the whole crop average-pooled 2× (111 → 55, lips ~18 px). Then 5 conv
+    blocks, each stride-2 block halving the side, and a 3×3 spatial summary, so where things
+    are in the mouth region is kept.
 
     Audio: a 2-D CNN over (cepstra × time) that pads and strides only along the cepstra axis
     and uses *valid* convolutions along time with a receptive field of exactly 20 columns. A
@@ -76,7 +97,7 @@ class SyncNet(nn.Module):
         self.config = cfg = config or SyncNetConfig()
         w = cfg.width
         self.video = nn.Sequential(
-            nn.AvgPool2d(2),                       # 111 → 55
+            _CentreCrop(cfg.mouth_px) if cfg.mouth_px else nn.AvgPool2d(2),  # 111 → mouth_px, or → 55
             _block(WINDOW_FRAMES, 2 * w, 5, 2),    # → 28
             _block(2 * w, 4 * w, 3, 2),            # → 14
             _block(4 * w, 4 * w),
@@ -106,6 +127,16 @@ class SyncNet(nn.Module):
     def _norm(self, z: torch.Tensor, dim: int = 1) -> torch.Tensor:
         return nn.functional.normalize(z, dim=dim) if self.config.normalize else z
 
+    def prepare_mfcc(self, mfcc: np.ndarray) -> np.ndarray:
+        """A whole clip's raw MFCC ``(13, T)`` as the audio stream takes it (cepstral mean
+        normalisation when the model was trained with it). Apply to the whole clip before
+        cutting windows: the normalisation looks at the neighbourhood of each column."""
+        if self.config.cmn_cols:
+            from .features import normalize_cepstra
+
+            return normalize_cepstra(mfcc, self.config.cmn_cols)
+        return np.asarray(mfcc, np.float32)
+
     def embed_video(self, crops: torch.Tensor) -> torch.Tensor:
         """``(B, 5, 111, 111)`` crops with values 0..255 (uint8 or float) → ``(B, D)``."""
         x = crops.to(self.pixel_mean.dtype) / 255.0
@@ -113,7 +144,7 @@ class SyncNet(nn.Module):
         return self._norm(self.video(x))
 
     def embed_audio_seq(self, mfcc: torch.Tensor) -> torch.Tensor:
-        """``(B, 13, T)`` raw MFCC (T ≥ 20) → ``(B, D, T − 19)``: the embedding of the window
+        """``(B, 13, T)`` MFCC after :meth:`prepare_mfcc` (T ≥ 20) → ``(B, D, T − 19)``: the embedding of the window
         starting at every column."""
         x = (mfcc.to(self.mfcc_mean.dtype) - self.mfcc_mean[:, None]) / self.mfcc_std[:, None]
         z = self.audio(x[:, None])  # (B, D, 1, T-19)
@@ -249,7 +280,8 @@ class Embedder:
     def audio(self, mfcc: np.ndarray, start_cols: np.ndarray) -> np.ndarray:
         """Embeddings of the MFCC windows ``mfcc[:, c:c+20]`` for each start column ``c`` → ``(n, D)``.
 
-        Many overlapping windows (e.g. every shift of a clip) are embedded through the audio
+        ``mfcc``: the whole clip's raw MFCC (normalised here as the model needs). Many
+        overlapping windows (e.g. every shift of a clip) are embedded through the audio
         stream's sliding path, which computes each 10 ms position once.
         """
         start_cols = np.asarray(start_cols, dtype=np.int64)
@@ -258,9 +290,10 @@ class Embedder:
             return np.zeros((0, D), np.float32)
         if start_cols.min() < 0 or start_cols.max() + WINDOW_COLS > mfcc.shape[1]:
             raise ValueError("audio window outside the MFCC")
+        mfcc = self.model.prepare_mfcc(mfcc)
         lo, hi = int(start_cols.min()), int(start_cols.max()) + 1
         if start_cols.size >= 8 and (hi - lo) <= 4 * start_cols.size:
-            seq = self.sequence(mfcc[:, lo:hi + WINDOW_COLS - 1])
+            seq = self._sequence(mfcc[:, lo:hi + WINDOW_COLS - 1])
             return seq[start_cols - lo]
         out = []
         for b in range(0, start_cols.size, self.batch_size):
@@ -270,8 +303,13 @@ class Embedder:
         return np.concatenate(out)
 
     @torch.no_grad()
-    def sequence(self, mfcc: np.ndarray, chunk: int = 4096) -> np.ndarray:
-        """Embedding of the window starting at every column of ``mfcc`` (13, T) → ``(T − 19, D)``."""
+    def sequence(self, mfcc: np.ndarray, chunk: int = 4096, *, prepared: bool = False) -> np.ndarray:
+        """Embedding of the window starting at every column of a clip's raw MFCC ``(13, T)``
+        → ``(T − 19, D)``. ``prepared``: ``mfcc`` already went through ``model.prepare_mfcc``
+        (as a whole: pass slices of a prepared clip to embed it piece by piece)."""
+        return self._sequence(mfcc if prepared else self.model.prepare_mfcc(mfcc), chunk)
+
+    def _sequence(self, mfcc: np.ndarray, chunk: int = 4096) -> np.ndarray:
         T = mfcc.shape[1]
         n = T - WINDOW_COLS + 1
         if n <= 0:
@@ -282,3 +320,34 @@ class Embedder:
             x = torch.from_numpy(np.ascontiguousarray(mfcc[:, s:e + WINDOW_COLS - 1], dtype=np.float32))[None].to(self._dev)
             out.append(self.model.embed_audio_seq(x)[0].T.float().cpu().numpy())
         return np.concatenate(out)
+
+
+class VideoWindowEmbedder:
+    """``(B, 5, 111, 111)`` uint8 mouth windows → ``(B, D)`` float32 embeddings: the ``embed``
+    callable of :func:`speakerid.faces.analyze_faces`, which embeds each track's windows while
+    it decodes instead of keeping the crops. Counts the wall and CPU seconds spent embedding.
+
+    ``batch_size`` 32 costs as little CPU per window as larger batches on CPU, and ~25 MB of
+    activations instead of ~90–150 MB at 128."""
+
+    def __init__(self, model: SyncNet, batch_size: int = 32):
+        self.model = model
+        self.batch_size = int(batch_size)
+        self.seconds = 0.0
+        self.cpu_seconds = 0.0
+        self._dev = next(model.parameters()).device
+
+    @torch.no_grad()
+    def __call__(self, windows: np.ndarray) -> np.ndarray:
+        import time
+
+        t0, c0 = time.perf_counter(), time.process_time()
+        windows = np.asarray(windows)
+        if windows.ndim != 4 or windows.shape[1:] != (WINDOW_FRAMES, CROP, CROP):
+            raise ValueError(f"expected (B, {WINDOW_FRAMES}, {CROP}, {CROP}) windows, got {windows.shape}")
+        out = [self.model.embed_video(torch.from_numpy(np.ascontiguousarray(windows[b:b + self.batch_size]))
+                                      .to(self._dev)).float().cpu().numpy()
+               for b in range(0, windows.shape[0], self.batch_size)]
+        self.seconds += time.perf_counter() - t0
+        self.cpu_seconds += time.process_time() - c0
+        return np.concatenate(out) if out else np.zeros((0, self.model.config.embed_dim), np.float32)

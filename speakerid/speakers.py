@@ -55,7 +55,7 @@ DEFAULT_THRESHOLD = 2.0
 """Calibrated score (z against mismatched audio) at and above which a face is labelled speaking."""
 MIN_SEGMENT_S = 0.2
 """Speaking runs shorter than this (one SyncNet window) are dropped: flicker where two faces' scores cross."""
-DEFAULT_MAX_SHIFT_FRAMES = 3
+DEFAULT_MAX_SHIFT_FRAMES = 1
 """How far (model frames of 40 ms) a track's own offset may stray from the video's offset."""
 DEFAULT_SEARCH_FRAMES = 25
 """Shift range (± model frames) over which distances are compared: ±1 s."""
@@ -254,10 +254,13 @@ def detect_speakers(video: str | os.PathLike, *, model: SyncNet | str | os.PathL
     info = probe(video)
     require_video(info)
     require_audio(info)  # fail before the expensive face pass
-    from .model import resolve_model
+    from .model import VideoWindowEmbedder, resolve_model
 
     net = resolve_model(model, device=device)
-    analysis = analyze_faces(video, detect_every=detect_every, detect_width=detect_width, progress=progress)
+    # stream: each track's mouth windows are embedded while the faces stage decodes, so the
+    # crops (12 KB per frame per face) are never all held
+    analysis = analyze_faces(video, detect_every=detect_every, detect_width=detect_width,
+                             embed=VideoWindowEmbedder(net), embed_step=window_step, progress=progress)
     audio = read_audio(video, video_start_s=info.video_start_s)
     return score_faces(analysis, audio, net, threshold=threshold, smooth_frames=smooth_frames,
                        max_shift_frames=max_shift_frames, search_frames=search_frames,
@@ -288,6 +291,36 @@ def _nanmean_cols(x: np.ndarray) -> np.ndarray:
     return np.where(n > 0, s / np.maximum(n, 1), np.nan)
 
 
+NULL_GROUP = 16
+"""Far shifts whose null series are made at a time."""
+
+
+class _RunningStats:
+    """Count, mean and standard deviation of the finite values of arrays added one by one
+    (Chan et al.'s pairwise update: as exact as one pass over all of them)."""
+
+    def __init__(self):
+        self.n = 0
+        self.mean = 0.0
+        self._m2 = 0.0
+
+    def add(self, x: np.ndarray) -> None:
+        x = x[np.isfinite(x)]
+        if x.size == 0:
+            return
+        m = float(np.mean(x))
+        m2 = float(np.sum((x - m) ** 2))
+        n = self.n + x.size
+        d = m - self.mean
+        self.mean += d * x.size / n
+        self._m2 += m2 + d * d * self.n * x.size / n
+        self.n = n
+
+    @property
+    def std(self) -> float:
+        return math.sqrt(self._m2 / self.n) if self.n else 0.0
+
+
 @dataclass
 class _TrackScores:
     starts: np.ndarray  # window start, model frame (global)
@@ -295,12 +328,19 @@ class _TrackScores:
     weight: np.ndarray  # (n,) how confident each window is (peak of its profile)
 
 
-def _track_windows(track, window_step: int) -> np.ndarray:
-    """Positions (in ``track.model_frames``) of the track's scorable 5-frame windows."""
-    local = track.scorable_windows()
-    if window_step > 1:
-        local = local[(track.model_frames[local] % window_step) == 0]
-    return local
+def _audio_embeddings(emb, mfcc: np.ndarray, step: int = SHIFT_STEP_COLS, chunk: int = 4096) -> np.ndarray:
+    """Embedding of the audio window starting at every ``step``-th MFCC column, float16
+    ``(ceil((T − 19) / step), D)``: computed a chunk at a time through the audio stream's
+    sliding path, so only the kept columns are ever held (0.5 KB each)."""
+    n = mfcc.shape[1] - WINDOW_COLS + 1
+    D = emb.model.config.embed_dim
+    out = np.empty((max(0, -(-n // step)), D), np.float16)
+    chunk -= chunk % step
+    mfcc = emb.model.prepare_mfcc(mfcc)  # normalised as a whole, then embedded piece by piece
+    for c0 in range(0, max(n, 0), chunk):
+        c1 = min(n, c0 + chunk)
+        out[c0 // step:-(-c1 // step)] = emb.sequence(mfcc[:, c0:c1 + WINDOW_COLS - 1], prepared=True)[::step]
+    return out
 
 
 def _audio_hubness(audio_emb: np.ndarray, video_embs: list[np.ndarray], max_video: int = 2000) -> np.ndarray:
@@ -309,40 +349,51 @@ def _audio_hubness(audio_emb: np.ndarray, video_embs: list[np.ndarray], max_vide
     Some audio (silence, noise, a held vowel) lies closer to every mouth than other audio does;
     subtracting this from the distances leaves what is specific to one mouth at one time.
     """
-    v = np.concatenate(video_embs)
-    if v.shape[0] > max_video:
-        v = v[np.linspace(0, v.shape[0] - 1, max_video).astype(np.int64)]
-    a2 = (audio_emb.astype(np.float64) ** 2).sum(1)[:, None]
-    v2 = (v.astype(np.float64) ** 2).sum(1)[None, :]
+    # the sample is taken across the tracks without joining them into one array
+    sizes = np.array([v.shape[0] for v in video_embs], np.int64)
+    total = int(sizes.sum())
+    pick = np.linspace(0, total - 1, max_video).astype(np.int64) if total > max_video else np.arange(total)
+    which = np.searchsorted(np.cumsum(sizes), pick, side="right")
+    first = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    v = np.stack([video_embs[w][i - first[w]] for w, i in zip(which.tolist(), pick.tolist(), strict=True)]) \
+        .astype(np.float64)
+    v2 = (v ** 2).sum(1)[None, :]
     out = np.empty(audio_emb.shape[0])
-    for b in range(0, audio_emb.shape[0], 2048):
-        d2 = a2[b:b + 2048] + v2 - 2.0 * audio_emb[b:b + 2048].astype(np.float64) @ v.T.astype(np.float64)
-        out[b:b + 2048] = np.sqrt(np.maximum(d2, 0.0)).mean(1)
+    for b in range(0, audio_emb.shape[0], 512):  # (512, 2000) float64 blocks: 8 MB
+        a = audio_emb[b:b + 512].astype(np.float64)
+        d2 = (a ** 2).sum(1)[:, None] + v2 - 2.0 * a @ v.T
+        out[b:b + 512] = np.sqrt(np.maximum(d2, 0.0)).mean(1)
     return out
 
 
 def _window_profiles(starts: np.ndarray, v: np.ndarray, audio_emb: np.ndarray, hub: np.ndarray | None,
-                     n_cols: int, shifts: np.ndarray) -> _TrackScores:
+                     n_cols: int, shifts: np.ndarray, block: int = 128) -> _TrackScores:
     """Distances of each window (video embeddings ``v``, model-frame ``starts``) to the audio at
-    every shift → confidence profiles."""
-    # audio window of video window k at shift s starts at column 4k + s; audio_emb holds every
-    # SHIFT_STEP_COLS-th start column
-    cols = COLS_PER_FRAME * starts[:, None] + shifts[None, :]
-    inside = (cols >= 0) & (cols + WINDOW_COLS <= n_cols)
-    idx = np.clip(cols // SHIFT_STEP_COLS, 0, audio_emb.shape[0] - 1)
-    d = np.empty(cols.shape, np.float32)
-    for b in range(0, starts.size, 512):  # chunks bound the (n, shifts, D) gather
-        a = audio_emb[idx[b:b + 512]]
-        d[b:b + 512] = np.linalg.norm(a - v[b:b + 512, None, :], axis=2)
-    if hub is not None:
-        d -= hub[idx].astype(np.float32)
-    d[~inside] = np.nan
-    with np.errstate(invalid="ignore"):
-        med = np.nanmedian(np.where(inside.any(1, keepdims=True), d, 0.0), axis=1)
-    conf = med[:, None] - d
-    peak = np.max(np.where(np.isfinite(conf), conf, -np.inf), axis=1)
-    peak = np.where(np.isfinite(peak), peak, 0.0)
-    return _TrackScores(starts=starts, conf=conf, weight=np.maximum(peak, 0.0))
+    every shift → confidence profiles. Rows are independent: done ``block`` windows at a time,
+    so only the (n, shifts) float32 result grows with the track's length (the block's
+    (block, shifts, D) float32 gathers are ~13 MB each)."""
+    conf = np.empty((starts.size, shifts.size), np.float32)
+    weight = np.empty(starts.size, np.float32)
+    for b in range(0, starts.size, block):
+        st = starts[b:b + block]
+        # audio window of video window k at shift s starts at column 4k + s; audio_emb holds
+        # every SHIFT_STEP_COLS-th start column
+        cols = COLS_PER_FRAME * st[:, None] + shifts[None, :]
+        inside = (cols >= 0) & (cols + WINDOW_COLS <= n_cols)
+        idx = np.clip(cols // SHIFT_STEP_COLS, 0, audio_emb.shape[0] - 1)
+        a = audio_emb[idx].astype(np.float32)
+        d = np.linalg.norm(a - v[b:b + block, None, :].astype(np.float32), axis=2)
+        del a
+        if hub is not None:
+            d -= hub[idx].astype(np.float32)
+        d[~inside] = np.nan
+        with np.errstate(invalid="ignore"):
+            med = np.nanmedian(np.where(inside.any(1, keepdims=True), d, 0.0), axis=1)
+        c = med[:, None] - d
+        peak = np.max(np.where(np.isfinite(c), c, -np.inf), axis=1)
+        conf[b:b + block] = c
+        weight[b:b + block] = np.maximum(np.where(np.isfinite(peak), peak, 0.0), 0.0)
+    return _TrackScores(starts=starts, conf=conf, weight=weight)
 
 
 def score_faces(analysis: FaceAnalysis, audio: np.ndarray, model: SyncNet, *,
@@ -350,8 +401,9 @@ def score_faces(analysis: FaceAnalysis, audio: np.ndarray, model: SyncNet, *,
                 max_shift_frames: int = DEFAULT_MAX_SHIFT_FRAMES, search_frames: int = DEFAULT_SEARCH_FRAMES,
                 window_step: int = 1, audio_norm: bool = True, exclusive: bool = True,
                 progress: ProgressFn | None = None) -> SpeakerResult:
-    """Score the face tracks of ``analysis`` (with mouth crops) against ``audio`` (16 kHz mono,
-    sample 0 = first video frame). The scoring half of :func:`detect_speakers`."""
+    """Score the face tracks of ``analysis`` (with mouth crops, or with window embeddings
+    streamed by ``analyze_faces(embed=VideoWindowEmbedder(model))``) against ``audio`` (16 kHz
+    mono, sample 0 = first video frame). The scoring half of :func:`detect_speakers`."""
     from .model import Embedder
     from .progress import silent
 
@@ -378,12 +430,13 @@ def score_faces(analysis: FaceAnalysis, audio: np.ndarray, model: SyncNet, *,
     emb = Embedder(model)
     per_track: dict[int, _TrackScores | None] = {}
     if n_cols >= WINDOW_COLS:
-        audio_emb = emb.audio(mfcc, np.arange(0, n_cols - WINDOW_COLS + 1, SHIFT_STEP_COLS))
+        audio_emb = _audio_embeddings(emb, mfcc)
         vid: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         for i, t in enumerate(tracks):
-            local = _track_windows(t, window_step)
+            # streamed by the faces stage (float16), or embedded here from the track's crops
+            local, v = t.window_embeddings_or(emb, step=window_step)
             if local.size:
-                vid[t.id] = (t.model_frames[local], emb.video(t.crops, local))
+                vid[t.id] = (t.model_frames[local], v)
             progress("scoring", i + 1, len(tracks))
         hub = _audio_hubness(audio_emb, [v for _, v in vid.values()]) if audio_norm and vid else None
         for tid, (starts, v) in vid.items():
@@ -408,7 +461,7 @@ def score_faces(analysis: FaceAnalysis, audio: np.ndarray, model: SyncNet, *,
     # can land on chance structure far from the truth, and most videos are within ±200 ms
     near = (np.abs(shifts - shifts[g]) <= band) | (np.abs(shifts) <= band)
     raw_series: dict[int, np.ndarray] = {}
-    null_series: list[np.ndarray] = []
+    null_stats = _RunningStats()
     chosen: dict[int, int] = {}
     for t in tracks:
         s = scored.get(t.id)
@@ -429,19 +482,19 @@ def score_faces(analysis: FaceAnalysis, audio: np.ndarray, model: SyncNet, *,
         diag["window_scores"][t.id] = (s.starts + WINDOW_FRAMES // 2, w)
         # null: the same statistic with the audio shifted well away from this track's offset
         far = np.flatnonzero(np.abs(shifts - shifts[j]) > band)
-        if far.size:
-            nul = np.full((t.model_frames.size, far.size), np.nan)
+        # a few far shifts at a time: only the null's mean and spread are needed, and the whole
+        # (frames × far shifts) series would cost ~1 MB per minute per face, many times over
+        for g in range(0, far.size, NULL_GROUP):
+            grp = far[g:g + NULL_GROUP]
+            nul = np.full((t.model_frames.size, grp.size), np.nan)
             # same ±1-step averaging as the real score, so the null has the same spread
             c = s.conf
-            avg = np.stack([_nanmean_cols(c[:, max(0, f - 1):f + 2]) for f in far], axis=1)
-            nul[centre] = avg
-            null_series.append(_nan_moving_mean(nul, smooth_frames).reshape(-1))
+            nul[centre] = np.stack([_nanmean_cols(c[:, max(0, f - 1):f + 2]) for f in grp], axis=1)
+            null_stats.add(_nan_moving_mean(nul, smooth_frames))
 
     # 4. calibration against the mismatched-audio null of this video
-    null = np.concatenate(null_series) if null_series else np.zeros(0)
-    null = null[np.isfinite(null)]
-    if null.size >= 10:
-        mu, sd = float(np.mean(null)), float(np.std(null))
+    if null_stats.n >= 10:
+        mu, sd = null_stats.mean, null_stats.std
     else:  # too short to tell: fall back on the spread of the raw scores
         allw = np.concatenate([v[np.isfinite(v)] for v in raw_series.values()])
         mu, sd = 0.0, float(np.std(allw)) if allw.size > 1 else 1.0

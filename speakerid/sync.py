@@ -210,6 +210,12 @@ class SyncResult:
     def ok(self) -> bool:
         return self.offset_ms is not None
 
+    @property
+    def at_search_edge(self) -> bool:
+        """The offset lies within two steps of the end of the search range: the true offset
+        may be beyond it (measure again with a larger ``search_ms``)."""
+        return self.offset_ms is not None and abs(self.offset_ms) >= self.search_ms - 2 * self.step_ms
+
     def describe(self) -> str:
         """One line a person can read: what was found, with the sign spelled out."""
         if self.offset_ms is None:
@@ -221,7 +227,9 @@ class SyncResult:
             rel = f"audio {'leads' if o < 0 else 'lags'} the video by {abs(o):.0f} ms"
         return (f"{self.video}: offset {o:+.0f} ms ({rel}), confidence {self.confidence:.3f}, "
                 f"face track {self.track_id}" + (" — DRIFT: offsets differ by "
-                                                 f"{self.drift_range_ms:.0f} ms between segments" if self.drift else ""))
+                                                 f"{self.drift_range_ms:.0f} ms between segments" if self.drift else "")
+                + (f" — at the edge of the ±{self.search_ms:.0f} ms search: the offset may be larger, measure "
+                   "again with a larger search" if self.at_search_edge else ""))
 
     def to_dict(self, *, curves: bool = False, windows: bool = True) -> dict:
         """A JSON-ready dict. ``curves`` adds every window's distance curve (large)."""
@@ -234,6 +242,7 @@ class SyncResult:
             "track_id": self.track_id, "track_ids": self.track_ids,
             "tracks": [t.to_dict() for t in self.tracks],
             "search_ms": self.search_ms, "step_ms": self.step_ms, "aggregate": self.aggregate,
+            "at_search_edge": self.at_search_edge,
             "drift": self.drift, "drift_range_ms": round(self.drift_range_ms, 1),
             "segments": [s.to_dict() for s in self.segments],
             "duration_s": round(self.duration_s, 3), "source_fps": round(self.source_fps, 4),
@@ -319,23 +328,26 @@ class _Prepared:
 
 def _prepare_video(video: PathLike, model, *, analysis=None, progress: ProgressFn = silent,
                    detect_every: int = 3) -> _Prepared:
-    """Faces, mouth crops and one video embedding per 0.2 s window of every track."""
+    """Faces and one video embedding per 0.2 s window of every track: embedded while the faces
+    stage decodes (streaming; the mouth crops are not kept), or from the crops of a given
+    ``analysis``."""
     from .faces import analyze_faces
-    from .model import Embedder
+    from .model import Embedder, VideoWindowEmbedder
 
     t0 = time.perf_counter()
     c0 = time.process_time()
+    streamed = VideoWindowEmbedder(model)
     if analysis is None:
-        analysis = analyze_faces(video, detect_every=detect_every, progress=progress)
-    t_faces = time.perf_counter() - t0
-    c_faces = time.process_time() - c0
+        analysis = analyze_faces(video, detect_every=detect_every, embed=streamed, progress=progress)
+    # embedding time spent inside the faces pass counts as embedding, not as faces
+    t_faces = time.perf_counter() - t0 - streamed.seconds
+    c_faces = time.process_time() - c0 - streamed.cpu_seconds
     emb = Embedder(model)
     out = []
     for tr in analysis.tracks:
-        pos = tr.scorable_windows()
+        pos, v = tr.window_embeddings_or(emb)
         if pos.size == 0:
             continue
-        v = emb.video(tr.crops, pos)
         out.append(_TrackWindows(track=tr, starts=tr.model_frames[pos].astype(np.int64), emb=v))
         progress("embed video", len(out), len(analysis.tracks))
     t_all = time.perf_counter() - t0

@@ -278,3 +278,82 @@ def test_scorable_windows_need_all_five_frames_scorable():
     assert t.scorable_windows().tolist() == [0, 1, 7]
     t.crops, t.scorable = None, None
     assert t.scorable_windows().size == 0
+
+
+def test_scorable_windows_come_from_scorable_alone_and_can_step():
+    from speakerid.faces import FaceTrack
+
+    n = 12
+    scorable = np.ones(n, bool)
+    scorable[6] = False
+    # streamed tracks keep no crops; their windows are still defined by `scorable`
+    t = FaceTrack(id=0, shot=0, frames=np.arange(n), boxes=np.zeros((n, 4), np.float32), landmarks=None,
+                  detected=np.ones(n, bool), model_frames=np.arange(n) + 3, scorable=scorable)
+    assert t.scorable_windows().tolist() == [0, 1, 7]
+    assert t.scorable_windows(step=2).tolist() == [1, 7]  # model frames 4 and 10
+
+
+# ---------------------------------------------------------------- streamed window embeddings
+
+@pytest.fixture(scope="module")
+def example_15fps(tmp_path_factory):
+    """The first 3 s of the bundled example (3 faces) at 15 fps: every source frame feeds one or
+    two 25 fps model frames, and three tracks run side by side."""
+    src = [(f.time, f.image) for f in iter_frames(examples.path("interview_grid")) if f.time < 3.0]
+    times = np.array([t for t, _ in src])
+    pick = np.searchsorted(times, np.arange(45) / 15 + 1e-6, side="right") - 1
+    return write_video(tmp_path_factory.mktemp("fps15") / "example_15fps.mp4", (src[j][1] for j in pick), 15.0)
+
+
+def test_streamed_embeddings_equal_embedding_the_kept_crops(example_15fps):
+    from speakerid.model import Embedder, VideoWindowEmbedder, load_model
+
+    net = load_model()
+    kept = analyze_faces(example_15fps)
+    embed = VideoWindowEmbedder(net)
+    calls = []
+
+    def spy(x):  # counts the batches; the embedding itself is the real one
+        calls.append(x.shape)
+        return embed(x)
+
+    spy.model = net
+    streamed = analyze_faces(example_15fps, embed=spy)
+    assert len(kept.tracks) == len(streamed.tracks) == 3
+    assert all(0 < s[0] <= 128 and s[1:] == (5, CROP_SIZE, CROP_SIZE) for s in calls)
+    assert len(calls) >= 2  # ~3 × 71 windows: more than one batch
+    emb = Embedder(net)
+    for k, s in zip(kept.tracks, streamed.tracks, strict=True):
+        assert s.crops is None and s.model_frames.tolist() == k.model_frames.tolist()
+        np.testing.assert_array_equal(s.scorable, k.scorable)
+        assert s.window_positions.tolist() == k.scorable_windows().tolist() == s.scorable_windows().tolist()
+        assert s.window_positions.size >= 60
+        assert s.window_embeddings.dtype == np.float16 and s.window_embeddings.shape == (s.window_positions.size, 256)
+        ref = emb.video(k.crops, k.scorable_windows())
+        np.testing.assert_allclose(s.window_embeddings.astype(np.float32), ref, atol=1e-3, rtol=1e-2)
+        # both kinds of track answer the same question the same way
+        pos_s, v_s = s.window_embeddings_or(emb)
+        pos_k, v_k = k.window_embeddings_or(emb)
+        assert pos_s.tolist() == pos_k.tolist()
+        np.testing.assert_allclose(v_s.astype(np.float32), v_k, atol=1e-3, rtol=1e-2)
+        # a coarser step is a subset of the streamed windows
+        pos2, v2 = s.window_embeddings_or(emb, step=2)
+        assert pos2.tolist() == k.scorable_windows(step=2).tolist()
+        np.testing.assert_array_equal(v2, s.window_embeddings[np.isin(s.window_positions, pos2)])
+
+
+def test_streamed_embeddings_are_used_only_for_their_model(example_15fps):
+    from speakerid.model import Embedder, SyncNet, SyncNetConfig, VideoWindowEmbedder
+
+    small = SyncNet(SyncNetConfig(width=2, embed_dim=8, audio_width=2)).eval()
+    other = SyncNet(SyncNetConfig(width=2, embed_dim=8, audio_width=2)).eval()
+    a = analyze_faces(example_15fps, embed=VideoWindowEmbedder(small), embed_step=2)
+    t = a.tracks[0]
+    assert t.window_step == 2 and t.window_positions.tolist() == t.scorable_windows(step=2).tolist()
+    pos, v = t.window_embeddings_or(Embedder(small), step=2)
+    assert v is t.window_embeddings and pos is t.window_positions
+    # not streamed at step 1, nor by this other model, and no crops to fall back on
+    with pytest.raises(ValueError, match="no mouth crops"):
+        t.window_embeddings_or(Embedder(small), step=1)
+    with pytest.raises(ValueError, match="no mouth crops"):
+        t.window_embeddings_or(Embedder(other), step=2)

@@ -98,3 +98,31 @@ def test_click_lands_in_the_window_of_its_video_frame(late_audio_mkv):
         start, stop = F.window_cols(frame)
         assert start - 2 <= peak < start + F.COLS_PER_FRAME
         assert stop - start == 20
+
+
+def test_cepstral_mean_normalisation_removes_a_channel_offset():
+    rng = np.random.default_rng(1)
+    speech = rng.normal(0, 3, (13, 700)).astype(np.float32)
+    channel = rng.normal(0, 10, (13, 1)).astype(np.float32)  # a microphone: a constant cepstral vector
+    a = F.normalize_cepstra(speech, 301)
+    b = F.normalize_cepstra(speech + channel, 301)
+    np.testing.assert_allclose(a, b, atol=1e-4)
+    # each column less the mean of its centred neighbourhood (shorter at the ends)
+    j = 5
+    np.testing.assert_allclose(a[:, j], speech[:, j] - speech[:, :j + 151].mean(1), atol=1e-4)
+    assert F.normalize_cepstra(speech[:, :0], 301).shape == (13, 0)
+
+
+def test_mfcc_in_chunks_is_exactly_the_one_pass_mfcc(grid_clip, monkeypatch):
+    """Long audio is computed a chunk of columns at a time (bounded memory); each chunk starts
+    one hop early for the pre-emphasis filter, so the numbers are bit for bit the same."""
+    audio = read_audio(grid_clip)
+    rng = np.random.default_rng(3)
+    for n in (audio.size, audio.size - 77, 37 * 160, 37 * 160 + 1, 74 * 160 + 241):
+        x = audio[:n] if n <= audio.size else rng.normal(0, 0.1, n).astype(np.float32)
+        whole = F.compute_mfcc(x)  # the GRID clip is 3 s: one chunk
+        monkeypatch.setattr(F, "MFCC_CHUNK_COLS", 37)
+        chunked = F.compute_mfcc(x)
+        monkeypatch.undo()
+        assert chunked.shape == whole.shape == (F.NUM_CEPSTRA, int(np.ceil(n / 160)))
+        np.testing.assert_array_equal(chunked, whole)

@@ -42,6 +42,19 @@ def test_sliding_audio_equals_per_window():
     np.testing.assert_allclose(e.audio(mfcc, np.array([0, 33])), seq[[0, 33]], atol=1e-5)  # per-window path
 
 
+def test_cmn_model_normalises_whole_clips_the_same_on_every_path():
+    # with cepstral mean normalisation the Embedder normalises the whole clip, then windows it:
+    # the sliding and per-window paths agree, and a constant channel offset changes nothing
+    m = SyncNet(SyncNetConfig(width=4, audio_width=6, embed_dim=16, cmn_cols=51)).eval()
+    mfcc = np.random.default_rng(0).normal(0, 5, (13, 120)).astype(np.float32)
+    e = Embedder(m)
+    seq = e.sequence(mfcc)
+    np.testing.assert_allclose(e.audio(mfcc, np.array([3, 40, 90])), seq[[3, 40, 90]], atol=1e-5)
+    np.testing.assert_allclose(e.sequence(mfcc + 7.0), seq, atol=1e-4)
+    prepared = m.prepare_mfcc(mfcc)
+    np.testing.assert_allclose(e.sequence(prepared[:, 30:80], prepared=True), seq[30:61], atol=1e-5)
+
+
 def test_checkpoint_round_trip(tmp_path):
     m = SyncNet(SyncNetConfig(width=4, audio_width=4, embed_dim=16))
     m.mfcc_mean.fill_(3.0)

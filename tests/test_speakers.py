@@ -196,6 +196,49 @@ def test_too_small_faces_are_tracked_but_unscored(clip30):
     assert all(u.scored for u in r.tracks if u.id != small.id)
 
 
+def test_streamed_default_path_matches_the_crops_path(clip30, monkeypatch):
+    """detect_speakers embeds mouth windows while decoding and keeps no crops; its result is the
+    one the former path (keep every crop, then embed) gives, up to float16 rounding. The same
+    for measure_sync on the streamed and the cropped analysis."""
+    import speakerid.faces as faces
+    from speakerid.model import load_model
+    from speakerid.sync import measure_sync
+
+    net = load_model(MODEL)
+    real = faces.analyze_faces
+    seen = []
+
+    def spy(*args, **kw):  # the real faces stage; only remembers what it returned
+        seen.append(real(*args, **kw))
+        return seen[-1]
+
+    monkeypatch.setattr(faces, "analyze_faces", spy)
+    streamed = detect_speakers(clip30, model=MODEL)
+    monkeypatch.undo()
+    (a_stream,) = seen
+    assert all(t.crops is None and t.window_embeddings is not None for t in a_stream.tracks)
+    a_crops = real(clip30)
+    assert all(t.crops is not None and t.window_embeddings is None for t in a_crops.tracks)
+    kept = score_faces(a_crops, read_audio(clip30, video_start_s=probe(clip30).video_start_s), net)
+
+    assert streamed.offset_ms == kept.offset_ms and len(streamed.tracks) == len(kept.tracks) == 3
+    for s, k in zip(streamed.tracks, kept.tracks, strict=True):
+        assert s.offset_ms == k.offset_ms
+        np.testing.assert_array_equal(np.isfinite(s.scores), np.isfinite(k.scores))
+        fin = np.isfinite(k.scores)
+        assert fin.sum() > 100
+        np.testing.assert_allclose(s.scores[fin], k.scores[fin], atol=2e-3)  # z-scores, threshold 2
+        near = np.abs(k.scores - streamed.threshold) < 2e-3
+        assert np.array_equal(s.speaking[~near], k.speaking[~near])
+    assert [x.to_dict() for x in streamed.segments] == [x.to_dict() for x in kept.segments]
+
+    m_stream = measure_sync(clip30, model=net, analysis=a_stream)
+    m_crops = measure_sync(clip30, model=net, analysis=a_crops)
+    assert m_stream.status == m_crops.status and m_stream.track_ids == m_crops.track_ids
+    assert m_stream.offset_ms == pytest.approx(m_crops.offset_ms, abs=0.5)
+    np.testing.assert_allclose(m_stream.window_curves, m_crops.window_curves, atol=2e-3)
+
+
 def test_no_audio_raises(tmp_path):
     silent_video = tmp_path / "no_audio.mp4"
     write_video(silent_video, (f.image for f in iter_frames(VIDEO) if f.index < 25), 25.0)

@@ -119,6 +119,14 @@ def test_result_table_times_and_json(shifted, analysis, model):
     assert d["convention"].startswith("offset_ms = t_audio - t_video")
     assert len(d["windows"]) == len(w) and "window_curves" not in d
     assert len(r.segments) == 1 and r.drift is False
+    assert d["at_search_edge"] is False and "edge" not in r.describe()
+
+
+def test_offset_at_the_end_of_the_search_is_flagged(shifted, analysis, model):
+    # the true −200 ms at the end of a ±200 ms search: reported, but flagged as possibly larger
+    r = measure_sync(shifted[-200], model=model, analysis=analysis, search_ms=200)
+    assert r.offset_ms is not None and r.offset_ms <= -160
+    assert r.at_search_edge and "larger search" in r.describe()
 
 
 def test_whole_frame_steps(shifted, analysis, model):

@@ -4,11 +4,17 @@
 does not hold the video): pass 1 decodes small frames for shot cuts and face detection every
 ``detect_every`` frames and tracks faces with norfair; pass 2 decodes grayscale frames at full
 size and cuts 111×111 mouth crops for each track at every 25 fps model frame it covers.
+
+Memory: kept crops take 12 KB per model frame per face (18 MB per face per minute of video).
+With ``embed=`` the second pass turns them into the model's 5-frame window embeddings as it
+goes (0.5 KB per window in float16) and keeps only each track's last 5 crops.
 """
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -22,8 +28,14 @@ from .tracking import ShotTracker, densify
 
 __all__ = [
     "FaceTrack", "FaceAnalysis", "analyze_faces", "FaceDetector", "CenterFaceDetector", "Detection",
-    "ShotDetector", "crop_mouth", "CROP_SIZE",
+    "ShotDetector", "crop_mouth", "CROP_SIZE", "WindowEmbedFn",
 ]
+
+WindowEmbedFn = Callable[[np.ndarray], np.ndarray]
+"""Embeds mouth windows: uint8 ``(B, 5, 111, 111)`` → float ``(B, D)``
+(e.g. :class:`speakerid.model.VideoWindowEmbedder`)."""
+EMBED_BATCH = 128
+"""Windows handed to the ``embed`` callable at a time while streaming."""
 
 
 @dataclass
@@ -34,6 +46,10 @@ class FaceTrack:
     ``boxes`` as [x, y, w, h] in source pixels, ``landmarks`` (5 points, or None), ``detected``
     (the detector fired on that frame; otherwise interpolated). Per 25 fps model frame
     (``model_frames``): ``crops`` (uint8 111×111 mouth crops) and ``scorable`` (face big enough).
+
+    When the faces stage streamed embeddings (``analyze_faces(embed=…)``), ``crops`` is None and
+    ``window_positions`` / ``window_embeddings`` hold the embedded windows instead; use
+    :meth:`window_embeddings_or` to get embeddings either way.
     """
 
     id: int
@@ -45,6 +61,16 @@ class FaceTrack:
     model_frames: np.ndarray
     crops: np.ndarray | None = None
     scorable: np.ndarray | None = None
+    window_positions: np.ndarray | None = None
+    """Positions ``i`` (into ``model_frames``) of the windows ``[i, i + 5)`` embedded while
+    streaming: the scorable windows (every one, or those whose first model frame is a
+    multiple of ``window_step``)."""
+    window_embeddings: np.ndarray | None = None
+    """``(len(window_positions), D)`` float16 embeddings of those windows."""
+    window_step: int = 1
+    window_embedder: Any = field(default=None, repr=False, compare=False)
+    """The ``embed`` callable that made ``window_embeddings`` (its ``.model`` is checked against
+    the model asking for them)."""
 
     @property
     def start_frame(self) -> int:
@@ -55,16 +81,46 @@ class FaceTrack:
         """Last source frame of the track (inclusive)."""
         return int(self.frames[-1])
 
-    def scorable_windows(self) -> np.ndarray:
+    def scorable_windows(self, step: int = 1) -> np.ndarray:
         """Positions ``i`` (into ``model_frames``) of the 5-frame windows ``[i, i + 5)`` whose
-        frames all have a scorable mouth crop; empty when the track has no crops."""
+        frames all have a scorable mouth crop (with ``step > 1``: only those whose first model
+        frame is a multiple of it); empty when no mouths were cut (``crops=False``)."""
         from ..features import WINDOW_FRAMES
 
-        if self.crops is None or self.scorable is None or self.model_frames.size < WINDOW_FRAMES:
+        if self.scorable is None or self.model_frames.size < WINDOW_FRAMES:
             return np.zeros(0, np.int64)
         ok = self.scorable.astype(np.int32)
         full = np.convolve(ok, np.ones(WINDOW_FRAMES, np.int32), mode="valid") == WINDOW_FRAMES
-        return np.flatnonzero(full).astype(np.int64)
+        pos = np.flatnonzero(full).astype(np.int64)
+        if step > 1:
+            pos = pos[self.model_frames[pos] % step == 0]
+        return pos
+
+    def window_embeddings_or(self, embedder, step: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """``(positions, embeddings)`` of the track's scorable windows (see
+        :meth:`scorable_windows`): the ones streamed by the faces stage when there are, else
+        ``embedder.video(crops, positions)`` (``embedder``: a :class:`speakerid.model.Embedder`).
+
+        Streamed embeddings are float16 and are used only when they cover ``step`` and came
+        from ``embedder``'s model (the ``.model`` of the ``embed`` callable; one without is
+        trusted); otherwise the crops are embedded, and a track with neither raises ValueError.
+        """
+        if self.window_embeddings is not None and self.window_positions is not None:
+            made_by = getattr(self.window_embedder, "model", None)
+            same_model = made_by is None or embedder is None or made_by is getattr(embedder, "model", None)
+            if same_model and step % max(1, self.window_step) == 0:
+                pos, emb = self.window_positions, self.window_embeddings
+                if step > self.window_step:
+                    keep = self.model_frames[pos] % step == 0
+                    pos, emb = pos[keep], emb[keep]
+                return pos, emb
+        pos = self.scorable_windows(step)
+        if self.crops is None:
+            if pos.size == 0:
+                return pos, np.zeros((0, 0), np.float32)
+            raise ValueError(f"track {self.id}: no mouth crops, and no streamed embeddings from this model "
+                             "(analyze the faces again with crops, or with embed= for this model)")
+        return pos, embedder.video(self.crops, pos)
 
     def box_at(self, source_frame: int) -> np.ndarray | None:
         i = int(source_frame) - self.start_frame
@@ -130,6 +186,7 @@ def _default_threads() -> int:
 
 def analyze_faces(video: str | os.PathLike, *, detector: FaceDetector | None = None,
                   detect_every: int = 3, detect_width: int = 512, crops: bool = True,
+                  embed: WindowEmbedFn | None = None, embed_step: int = 1,
                   max_gap_s: float = 0.5, smooth_s: float = 0.2, min_track_s: float = 0.2,
                   progress: ProgressFn | None = None) -> FaceAnalysis:
     """Find, track and mouth-crop every face in ``video``.
@@ -138,6 +195,12 @@ def analyze_faces(video: str | os.PathLike, *, detector: FaceDetector | None = N
     tracking in between. ``detect_width``: frames are decoded at this width for detection (the
     detector's cost grows with pixels; faces down to ~20 px at that width are found).
     ``crops=False`` skips the second pass (tracks only).
+
+    ``embed``: stream instead of keeping the crops. Each track's scorable 5-frame windows
+    (see :meth:`FaceTrack.scorable_windows`; with ``embed_step > 1`` only those starting on a
+    model frame that is a multiple of it) are passed to ``embed`` in batches as the second pass
+    cuts them, and stored as ``window_positions`` / ``window_embeddings`` (float16); ``crops``
+    stays None and memory no longer grows by 12 KB per frame per face.
     """
     progress = progress or silent
     info = probe(video)
@@ -189,7 +252,6 @@ def analyze_faces(video: str | os.PathLike, *, detector: FaceDetector | None = N
         hold = end if r.frames and end - r.frames[-1] < detect_every else None
         dense.extend(densify(r, max_gap=max_gap, smooth_frames=smooth, min_detections=min_dets, hold_until=hold))
     dense.sort(key=lambda t: (int(t.frames[0]), float(t.boxes[0, 0])))
-    src_to_model_lists = _model_frames_by_source(timeline)
     tracks = []
     for new_id, d in enumerate(dense):
         lo, hi = int(d.frames[0]), int(d.frames[-1])
@@ -200,40 +262,132 @@ def analyze_faces(video: str | os.PathLike, *, detector: FaceDetector | None = N
                                 landmarks=None if d.landmarks is None else d.landmarks.astype(np.float32),
                                 detected=d.detected, model_frames=mf.astype(np.int64)))
     analysis = FaceAnalysis(info=info, timeline=timeline, shot_starts=np.asarray(shots.cuts, np.int64), tracks=tracks)
+    del raw, dense, trackers, times  # pass 1's per-keyframe detections: not needed any more
     if crops and tracks:
-        _cut_crops(video, analysis, src_to_model_lists, progress)
+        sink = _WindowStream(embed, tracks, embed_step) if embed is not None else None
+        _cut_crops(video, analysis, progress, sink)
     return analysis
 
 
-def _model_frames_by_source(timeline: Timeline) -> dict[int, list[int]]:
-    out: dict[int, list[int]] = {}
-    for k, j in enumerate(timeline.model_to_source.tolist()):
-        out.setdefault(j, []).append(k)
-    return out
+class _WindowStream:
+    """Turns each track's mouth crops into window embeddings as pass 2 cuts them.
+
+    Keeps a ring of each open track's last 5 crops; a window whose 5 frames are all scorable is
+    queued as soon as its last frame is cut, and the queue is embedded ``EMBED_BATCH`` at a time
+    (windows of all tracks together, so short tracks still fill batches).
+    """
+
+    def __init__(self, embed: WindowEmbedFn, tracks: list[FaceTrack], step: int = 1):
+        from ..features import WINDOW_FRAMES
+
+        self.embed = embed
+        self.tracks = tracks
+        self.step = max(1, int(step))
+        self.W = WINDOW_FRAMES
+        self._ring: dict[int, np.ndarray] = {}
+        self._queue: list[np.ndarray] = []
+        self._who: list[tuple[int, int]] = []
+        self._pos: list[list[np.ndarray]] = [[] for _ in tracks]
+        self._emb: list[list[np.ndarray]] = [[] for _ in tracks]
+        self._dim = 0
+
+    def add(self, ti: int, i: int, crop: np.ndarray) -> None:
+        """Crop of track ``ti`` at position ``i`` (positions of a track come in increasing order;
+        ``tracks[ti].scorable[i]`` is already set)."""
+        t = self.tracks[ti]
+        W = self.W
+        ring = self._ring.get(ti)
+        if ring is None:
+            ring = self._ring[ti] = np.empty((W, CROP_SIZE, CROP_SIZE), np.uint8)
+        ring[i % W] = crop
+        s = i - W + 1
+        # a window's frames are all scorable only if each was cut, so the ring holds exactly them
+        if s >= 0 and t.scorable[s:i + 1].all() and int(t.model_frames[s]) % self.step == 0:
+            self._queue.append(ring[np.arange(s, i + 1) % W])
+            self._who.append((ti, s))
+            if len(self._queue) >= EMBED_BATCH:
+                self._flush()
+        if i == t.model_frames.size - 1:
+            del self._ring[ti]
+
+    def _flush(self) -> None:
+        if not self._queue:
+            return
+        x = np.stack(self._queue)
+        e = np.asarray(self.embed(x))
+        if e.ndim != 2 or e.shape[0] != x.shape[0]:
+            raise ValueError(f"embed returned shape {e.shape} for {x.shape[0]} windows; expected ({x.shape[0]}, D)")
+        e = e.astype(np.float16)
+        self._dim = e.shape[1]
+        who = np.asarray(self._who, np.int64)
+        for ti in np.unique(who[:, 0]).tolist():
+            m = who[:, 0] == ti
+            self._pos[ti].append(who[m, 1])
+            self._emb[ti].append(e[m])
+        self._queue.clear()
+        self._who.clear()
+
+    def finish(self) -> None:
+        self._flush()
+        self._ring.clear()
+        for ti, t in enumerate(self.tracks):
+            t.window_positions = (np.concatenate(self._pos[ti]) if self._pos[ti] else np.zeros(0, np.int64))
+            t.window_embeddings = (np.concatenate(self._emb[ti]) if self._emb[ti]
+                                   else np.zeros((0, self._dim), np.float16))
+            t.window_step = self.step
+            t.window_embedder = self.embed
+            self._pos[ti] = self._emb[ti] = []
 
 
-def _cut_crops(video, analysis: FaceAnalysis, src_to_model: dict[int, list[int]], progress: ProgressFn) -> None:
+def _cut_crops(video, analysis: FaceAnalysis, progress: ProgressFn, sink: _WindowStream | None = None) -> None:
+    """Pass 2: decode the frames the tracks need (grayscale, full size) and cut each track's
+    mouth crop at every model frame it covers: into ``track.crops``, or, with ``sink``, into the
+    window stream (the crops are then not kept)."""
     tracks = analysis.tracks
+    m2s = analysis.timeline.model_to_source
+    # per track, the source frame of each of its model frames (non-decreasing: 25 fps resampling
+    # repeats source frames below 25 fps and skips some above)
+    src = [m2s[t.model_frames] for t in tracks]
     for t in tracks:
-        t.crops = np.zeros((t.model_frames.size, CROP_SIZE, CROP_SIZE), np.uint8)
         t.scorable = np.zeros(t.model_frames.size, bool)
-    # which (track, position in track.model_frames) each needed source frame feeds
-    jobs: dict[int, list[tuple[FaceTrack, int]]] = {}
-    for t in tracks:
-        pos = {int(k): i for i, k in enumerate(t.model_frames)}
-        for j in range(t.start_frame, t.end_frame + 1):
-            for k in src_to_model.get(j, ()):
-                if k in pos:
-                    jobs.setdefault(j, []).append((t, pos[k]))
+        if sink is None:
+            t.crops = np.zeros((t.model_frames.size, CROP_SIZE, CROP_SIZE), np.uint8)
+    order = sorted((ti for ti in range(len(tracks)) if src[ti].size), key=lambda ti: int(src[ti][0]))
+    needed = np.unique(np.concatenate(src)) if order else np.zeros(0, np.int64)
+    nxt = [0] * len(tracks)
+    active: list[int] = []
+    a = 0
     total = analysis.timeline.num_source_frames
-    for fr in iter_frames(video, gray=True, indices=jobs.keys()):
-        for t, i in jobs[fr.index]:
-            r = fr.index - t.start_frame
-            box = t.boxes[r].astype(np.float64)
-            x1y1x2y2 = np.array([box[0], box[1], box[0] + box[2], box[1] + box[3]])
-            lm = None if t.landmarks is None else t.landmarks[r].astype(np.float64)
-            t.crops[i] = crop_mouth(fr.image, x1y1x2y2, lm)
-            t.scorable[i] = box[3] >= MIN_FACE_PX
-        if fr.index % 25 == 0:
-            progress("mouths", fr.index + 1, total)
+    for fr in iter_frames(video, gray=True, indices=needed.tolist()):
+        j = fr.index
+        while a < len(order) and int(src[order[a]][0]) <= j:
+            active.append(order[a])
+            a += 1
+        still = []
+        for ti in sorted(active):
+            t, s, i = tracks[ti], src[ti], nxt[ti]
+            while i < s.size and s[i] < j:  # a frame that did not decode: its crop stays unscorable
+                i += 1
+            if i < s.size and s[i] == j:
+                r = j - t.start_frame
+                box = t.boxes[r].astype(np.float64)
+                x1y1x2y2 = np.array([box[0], box[1], box[0] + box[2], box[1] + box[3]])
+                lm = None if t.landmarks is None else t.landmarks[r].astype(np.float64)
+                crop = crop_mouth(fr.image, x1y1x2y2, lm)
+                ok = bool(box[3] >= MIN_FACE_PX)
+                while i < s.size and s[i] == j:  # below 25 fps one source frame is several model frames
+                    t.scorable[i] = ok
+                    if sink is None:
+                        t.crops[i] = crop
+                    else:
+                        sink.add(ti, i, crop)
+                    i += 1
+            nxt[ti] = i
+            if i < s.size:
+                still.append(ti)
+        active = still
+        if j % 25 == 0:
+            progress("mouths", j + 1, total)
+    if sink is not None:
+        sink.finish()
     progress("mouths", total, total)

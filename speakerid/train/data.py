@@ -42,16 +42,19 @@ class ClipData:
     keep: np.ndarray = field(default=None)  # (num windows,) bool: window kept by refinement
 
     @classmethod
-    def from_cached(cls, clip: CachedClip, pad_value: np.ndarray, name: str) -> ClipData:
-        m = clip.mfcc.astype(np.float32)
+    def from_cached(cls, clip: CachedClip, pad_value: np.ndarray, name: str, prepare=None) -> ClipData:
+        """``prepare``: the model's MFCC normalisation (``SyncNet.prepare_mfcc``), applied to the
+        whole clip once."""
+        m = clip.mfcc.astype(np.float32) if prepare is None else prepare(clip.mfcc)
         pad = np.repeat(pad_value[:, None].astype(np.float32), PAD, axis=1)
         w = usable_windows(clip)
         return cls(name=name, group=clip.group, crops=clip.crops, mfcc_padded=np.concatenate([pad, m, pad], 1),
                    num_cols=m.shape[1], windows=w, keep=np.ones(w.size, bool))
 
 
-def mfcc_stats(clips: list[CachedClip]) -> tuple[np.ndarray, np.ndarray]:
-    cols = np.concatenate([c.mfcc for c in clips if c.mfcc.shape[1]], axis=1).astype(np.float64)
+def mfcc_stats(clips: list[CachedClip], prepare=None) -> tuple[np.ndarray, np.ndarray]:
+    prep = prepare or (lambda m: m)
+    cols = np.concatenate([prep(c.mfcc) for c in clips if c.mfcc.shape[1]], axis=1).astype(np.float64)
     return cols.mean(1).astype(np.float32), (cols.std(1) + 1e-3).astype(np.float32)
 
 
@@ -147,10 +150,10 @@ def augment_audio(a: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
     return a + torch.randn(a.shape, generator=rng) * 0.05 * a.std(dim=2, keepdim=True)
 
 
-def load_clips(paths: list[Path], pad_value: np.ndarray, root: Path | None = None) -> list[ClipData]:
+def load_clips(paths: list[Path], pad_value: np.ndarray, root: Path | None = None, prepare=None) -> list[ClipData]:
     out = []
     for p in paths:
         c = load_clip(p)
         name = p.relative_to(root).as_posix() if root else p.name
-        out.append(ClipData.from_cached(c, pad_value, name))
+        out.append(ClipData.from_cached(c, pad_value, name, prepare))
     return out
