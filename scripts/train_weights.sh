@@ -8,7 +8,7 @@
 # 2. train: stage 1, refinement, stage 2 (CSV log, checkpoints and the refinement report in
 #    OUT_DIR; interrupted runs continue with the same command plus --resume);
 # 3. export the fp16 shipping weights with the eval metrics in their metadata.
-# On a 2-core CPU: preprocessing ~50 min, training ~45 min. Seeded (--seed 0).
+# On a 2-core CPU: preprocessing 15-30 min idle (79 min on a shared machine), training ~65 min. Seeded (--seed 0).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${1:-../shared/data}
