@@ -2,7 +2,7 @@
 """Benchmark memory against video length: peak RSS of ``detect_speakers`` on long videos.
 
 Long videos are made by looping the bundled example (speakerid/examples/interview_grid.mp4,
-10 s, 960×540, 3 faces) without re-encoding (PyAV remux) into a temporary folder. Each run is
+10 s, 960×540, 3 faces; video packets copied, audio re-encoded) into a temporary folder. Each run is
 a fresh child process; its peak RSS is ``ru_maxrss`` from ``os.wait4``. A sampler thread in the
 child also records the peak RSS in each stage (from the progress callback), so what grows
 can be told apart.
@@ -39,33 +39,42 @@ DEFAULT_OUT = HERE / "results" / "bench_memory.json"
 
 
 def loop_video(src: Path, dst: Path, minutes: float) -> Path:
-    """Write ``dst``: ``src`` repeated until it lasts ``minutes`` (streams copied, timestamps
-    shifted by the clip's duration each time)."""
+    """Write ``dst``: ``src`` repeated until it lasts ``minutes``. The video packets are copied
+    (timestamps shifted by the clip's duration each time); the audio is the clip's own, decoded,
+    repeated sample-exactly and encoded once (copied AAC packets would add the codec's padding at
+    every join and drift out of sync)."""
     import av
+    import numpy as np
 
+    from speakerid.media import NativeAudio, read_audio_native, remux_with_audio
+
+    video_only = dst.with_name(f".{dst.stem}.video{dst.suffix}")
     with av.open(str(src)) as inp:
-        streams = list(inp.streams.video[:1]) + list(inp.streams.audio[:1])
-        packets = [p for p in inp.demux(*streams) if p.dts is not None]
-        period_s = float(inp.streams.video[0].duration * inp.streams.video[0].time_base)
+        vs = inp.streams.video[0]
+        packets = [p for p in inp.demux(vs) if p.dts is not None]
+        period_s = float(vs.duration * vs.time_base)
+        period = int(vs.duration)
         reps = max(1, int(round(minutes * 60 / period_s)))
-        with av.open(str(dst), mode="w") as out:
-            omap = {s.index: out.add_stream_from_template(s) for s in streams}
+        with av.open(str(video_only), mode="w") as out:
+            ovs = out.add_stream_from_template(vs)
             for r in range(reps):
                 for p in packets:
-                    tb = p.stream.time_base
-                    period = int(round(period_s / tb))
-                    # the AAC priming packet (negative pts) of later copies would overlap the
-                    # previous copy's last packet
-                    if r and p.pts is not None and p.pts < 0:
-                        continue
                     q = av.Packet(bytes(p))
                     q.pts = None if p.pts is None else p.pts + r * period
                     q.dts = p.dts + r * period
                     q.duration = p.duration
                     q.is_keyframe = p.is_keyframe
-                    q.time_base = tb
-                    q.stream = omap[p.stream.index]
+                    q.time_base = p.time_base
+                    q.stream = ovs
                     out.mux(q)
+    na = read_audio_native(src)
+    one = na.samples[:, : int(round(period_s * na.sample_rate))]
+    audio = NativeAudio(samples=np.ascontiguousarray(np.tile(one, (1, reps))), sample_rate=na.sample_rate,
+                        layout=na.layout, video_start_s=0.0)
+    try:
+        remux_with_audio(video_only, dst, audio, overwrite=True)
+    finally:
+        video_only.unlink()
     return dst
 
 

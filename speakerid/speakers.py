@@ -261,8 +261,9 @@ def detect_speakers(video: str | os.PathLike, *, model: SyncNet | str | os.PathL
     # crops (12 KB per frame per face) are never all held
     analysis = analyze_faces(video, detect_every=detect_every, detect_width=detect_width,
                              embed=VideoWindowEmbedder(net), embed_step=window_step, progress=progress)
-    audio = read_audio(video, video_start_s=info.video_start_s)
-    return score_faces(analysis, audio, net, threshold=threshold, smooth_frames=smooth_frames,
+    # the samples are handed over, not kept here: score_faces lets go of them after the MFCC
+    return score_faces(analysis, read_audio(video, video_start_s=info.video_start_s), net,
+                       threshold=threshold, smooth_frames=smooth_frames,
                        max_shift_frames=max_shift_frames, search_frames=search_frames,
                        window_step=window_step, exclusive=exclusive, progress=progress)
 
@@ -291,7 +292,7 @@ def _nanmean_cols(x: np.ndarray) -> np.ndarray:
     return np.where(n > 0, s / np.maximum(n, 1), np.nan)
 
 
-NULL_GROUP = 16
+NULL_GROUP = 4
 """Far shifts whose null series are made at a time."""
 
 
@@ -426,6 +427,7 @@ def score_faces(analysis: FaceAnalysis, audio: np.ndarray, model: SyncNet, *,
     band = int(max_shift_frames) * COLS_PER_FRAME
 
     mfcc = compute_mfcc(audio)
+    del audio  # 3.8 MB per minute; freed here when the caller did not keep it
     n_cols = mfcc.shape[1]
     emb = Embedder(model)
     per_track: dict[int, _TrackScores | None] = {}
