@@ -26,8 +26,12 @@ Steps (all on the 25 fps model timeline, then mapped to the source's own frames)
    frame's highest-scoring face; nobody above it → nobody labelled. Segments are the runs of
    speaking frames of each track, in seconds.
 
-Memory: the faces stage keeps each track's 111×111 mouth crops (12 KB per 25 fps frame per
-face) for the scoring step; the scoring itself keeps only a few floats per window and shift.
+Memory: :func:`detect_speakers` embeds each track's mouth windows while the faces stage decodes
+(``analyze_faces(embed=VideoWindowEmbedder(model))``) and keeps no crops (they would cost 12 KB
+per 25 fps frame per face). What still grows with the video's length is a few hundred bytes per
+frame per face (float16 window embeddings, float32 confidence profiles) and the audio (float32
+samples while decoding, MFCC, float16 audio embeddings): ~10 MB per minute of video with 3 faces
+on top of ~540 MB (torch, detector, model); see ``benchmarks/bench_memory.py``.
 """
 from __future__ import annotations
 
