@@ -51,6 +51,10 @@ class SyncNetConfig:
     """Cepstral mean normalisation of the MFCC over a sliding window of this many columns
     before the audio stream (:func:`speakerid.features.normalize_cepstra`); 0 = none."""
 
+    video_diff: bool = False
+    """Give the video stream the 4 frame-to-frame differences beside the 5 frames (9 input
+    channels): motion that does not depend on what a face looks like."""
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -98,7 +102,7 @@ class SyncNet(nn.Module):
         w = cfg.width
         self.video = nn.Sequential(
             _CentreCrop(cfg.mouth_px) if cfg.mouth_px else nn.AvgPool2d(2),  # 111 → mouth_px, or → 55
-            _block(WINDOW_FRAMES, 2 * w, 5, 2),    # → 28
+            _block(2 * WINDOW_FRAMES - 1 if cfg.video_diff else WINDOW_FRAMES, 2 * w, 5, 2),    # → 28
             _block(2 * w, 4 * w, 3, 2),            # → 14
             _block(4 * w, 4 * w),
             _block(4 * w, 8 * w, 3, 2),            # → 7
@@ -141,6 +145,9 @@ class SyncNet(nn.Module):
         """``(B, 5, 111, 111)`` crops with values 0..255 (uint8 or float) → ``(B, D)``."""
         x = crops.to(self.pixel_mean.dtype) / 255.0
         x = (x - self.pixel_mean) / self.pixel_std
+        if self.config.video_diff:
+            # differences ×4: they are small next to the frames, and carry the timing
+            x = torch.cat([x, 4 * (x[:, 1:] - x[:, :-1])], 1)
         return self._norm(self.video(x))
 
     def embed_audio_seq(self, mfcc: torch.Tensor) -> torch.Tensor:
@@ -266,15 +273,23 @@ class Embedder:
         self._dev = next(self.model.parameters()).device
 
     @torch.no_grad()
-    def video(self, crops: np.ndarray, starts: np.ndarray) -> np.ndarray:
-        """Embeddings of the 5-frame windows ``crops[s:s+5]`` for each start ``s`` → ``(n, D)``."""
-        starts = np.asarray(starts, dtype=np.int64)
-        out = []
-        for b in range(0, starts.size, self.batch_size):
-            idx = starts[b:b + self.batch_size, None] + np.arange(WINDOW_FRAMES)
-            x = torch.from_numpy(np.ascontiguousarray(crops[idx])).to(self._dev)
-            out.append(self.model.embed_video(x).float().cpu().numpy())
+    def windows(self, windows: np.ndarray) -> np.ndarray:
+        """``(B, 5, 111, 111)`` stacked mouth windows (uint8) → ``(B, D)`` float32 embeddings."""
+        out = [self._embed_video(windows[b:b + self.batch_size]) for b in range(0, len(windows), self.batch_size)]
         return np.concatenate(out) if out else np.zeros((0, self.model.config.embed_dim), np.float32)
+
+    @torch.no_grad()
+    def video(self, crops: np.ndarray, starts: np.ndarray) -> np.ndarray:
+        """Embeddings of the 5-frame windows ``crops[s:s+5]`` for each start ``s`` → ``(n, D)``.
+        Windows are gathered a batch at a time, so overlapping windows are not all copied at once."""
+        starts = np.asarray(starts, dtype=np.int64)
+        out = [self._embed_video(crops[starts[b:b + self.batch_size, None] + np.arange(WINDOW_FRAMES)])
+               for b in range(0, starts.size, self.batch_size)]
+        return np.concatenate(out) if out else np.zeros((0, self.model.config.embed_dim), np.float32)
+
+    def _embed_video(self, batch: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(np.ascontiguousarray(batch)).to(self._dev)
+        return self.model.embed_video(x).float().cpu().numpy()
 
     @torch.no_grad()
     def audio(self, mfcc: np.ndarray, start_cols: np.ndarray) -> np.ndarray:
@@ -332,12 +347,10 @@ class VideoWindowEmbedder:
 
     def __init__(self, model: SyncNet, batch_size: int = 32):
         self.model = model
-        self.batch_size = int(batch_size)
         self.seconds = 0.0
         self.cpu_seconds = 0.0
-        self._dev = next(model.parameters()).device
+        self._embedder = Embedder(model, batch_size=int(batch_size))
 
-    @torch.no_grad()
     def __call__(self, windows: np.ndarray) -> np.ndarray:
         import time
 
@@ -345,9 +358,7 @@ class VideoWindowEmbedder:
         windows = np.asarray(windows)
         if windows.ndim != 4 or windows.shape[1:] != (WINDOW_FRAMES, CROP, CROP):
             raise ValueError(f"expected (B, {WINDOW_FRAMES}, {CROP}, {CROP}) windows, got {windows.shape}")
-        out = [self.model.embed_video(torch.from_numpy(np.ascontiguousarray(windows[b:b + self.batch_size]))
-                                      .to(self._dev)).float().cpu().numpy()
-               for b in range(0, windows.shape[0], self.batch_size)]
+        out = self._embedder.windows(windows)
         self.seconds += time.perf_counter() - t0
         self.cpu_seconds += time.process_time() - c0
-        return np.concatenate(out) if out else np.zeros((0, self.model.config.embed_dim), np.float32)
+        return out

@@ -146,3 +146,47 @@ def test_checkpoint_resume_round_trip(tmp_path):
     assert (tmp_path / "b" / "train_log.csv").read_text().count("\n") > 2
     assert json.loads((tmp_path / "a" / "refinement.json").read_text())["groups"]["synthetic"]["windows"] > 0
 
+
+
+def test_cepstral_warp_is_identity_at_one_and_stretches_the_envelope():
+    from speakerid.features import compute_mfcc
+    from speakerid.train.data import cepstral_warp_matrix
+
+    np.testing.assert_allclose(cepstral_warp_matrix(1.0), np.eye(12), atol=1e-6)
+    # a tone's spectral peak moves up the mel axis when the envelope is stretched (alpha > 1):
+    # compare against the MFCC of a higher tone, which the warped cepstra must approach
+    sr = 16000
+    t = np.arange(sr) / sr
+    low, high = (compute_mfcc(np.sin(2 * np.pi * f * t).astype(np.float32)).mean(1) for f in (1000.0, 1300.0))
+    warped = cepstral_warp_matrix(1.15) @ low[1:]
+    assert np.linalg.norm(warped - high[1:]) < 0.5 * np.linalg.norm(low[1:] - high[1:])
+
+
+def test_audio_warp_keeps_energy_and_shape():
+    from speakerid.train.data import augment_audio
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(4, 13, 50)
+    b = augment_audio(a, g, warp=0.1)
+    assert b.shape == a.shape and not torch.equal(a, b)
+    # c0 changes only by the loudness offset and a little noise: per run, a near-constant shift
+    assert float((b[:, 0] - a[:, 0]).std(1).max()) < 0.2
+
+
+def test_video_aspect_stretch_widens_and_blur_softens():
+    from speakerid.train.data import augment_video
+
+    x = torch.full((64, 5, 111, 111), 60, dtype=torch.uint8)
+    x[:, :, 50:61, 40:71] = 200  # a 31 px wide, 11 px tall bright 'mouth'
+    g = torch.Generator().manual_seed(1)
+    y = augment_video(x, g, strength=0.0, aspect=0.3)
+    widths = (y[:, 0, 55] > 130).sum(1).float()
+    heights = (y[:, 0, :, 55] > 130).sum(1).float()
+    # wider mouths come out flatter, narrower ones taller; all frames of a window alike
+    assert widths.max() - widths.min() > 8
+    assert torch.corrcoef(torch.stack([widths, heights]))[0, 1] < -0.8
+    assert torch.allclose(y[:, 0], y[:, 4], atol=12)  # only the per-pixel noise differs
+    sharp = augment_video(x, torch.Generator().manual_seed(2), strength=0.0)
+    soft = augment_video(x, torch.Generator().manual_seed(2), strength=0.0, blur=1.0)
+    edge = lambda z: (z[:, 0, 45:66, 40:71].diff(dim=1).abs().amax(dim=(1, 2)))  # noqa: E731
+    assert float(edge(soft).mean()) < 0.8 * float(edge(sharp).mean())

@@ -16,6 +16,7 @@ class TrainConfig:
     audio_width: int = 10
     mouth_px: int = 75
     cmn_cols: int = 301
+    video_diff: int = 0
     embed_dim: int = 256
     chunks: int = 12
     chunk_len: int = 10
@@ -26,6 +27,10 @@ class TrainConfig:
     weight_decay: float = 1e-4
     margin: float = 1.2
     augment: float = 1.0
+    augment_aspect: float = 0.0
+    augment_blur: float = 0.0
+    augment_warp: float = 0.0
+    group_balance: float = 1.0
     neg_min: int = 3
     ce_weight: float = 1.0
     ce_temp: float = 0.1

@@ -59,11 +59,19 @@ def mfcc_stats(clips: list[CachedClip], prepare=None) -> tuple[np.ndarray, np.nd
 
 
 class WindowSampler:
-    """Draws runs of ``chunk_len`` consecutive usable windows, uniformly over all such runs."""
+    """Draws runs of ``chunk_len`` consecutive usable windows.
 
-    def __init__(self, clips: list[ClipData], chunk_len: int):
+    ``group_balance`` = 1: uniformly over all runs, so each cache group is drawn in proportion
+    to its size. Below 1, a group of ``n`` runs is drawn in proportion to ``n**group_balance``
+    (0: every group equally often), uniformly within the group. The training data is a few
+    hours of three speakers beside minutes of many others; drawing the many more often is
+    what teaches the model faces and voices it has not seen.
+    """
+
+    def __init__(self, clips: list[ClipData], chunk_len: int, group_balance: float = 1.0):
         self.clips = clips
         self.chunk_len = chunk_len
+        self.group_balance = float(group_balance)
         self.rebuild()
 
     def rebuild(self) -> None:
@@ -81,6 +89,13 @@ class WindowSampler:
             starts.append(j)  # index into c.windows
         self.cidx = np.concatenate(cidx) if cidx else np.zeros(0, np.int64)
         self.widx = np.concatenate(starts) if starts else np.zeros(0, np.int64)
+        self.p = None
+        if self.group_balance != 1.0 and self.cidx.size:
+            g = np.array([self.clips[k].group for k in self.cidx])
+            names, inv, counts = np.unique(g, return_inverse=True, return_counts=True)
+            w = counts.astype(np.float64) ** self.group_balance / counts
+            p = w[inv]
+            self.p = p / p.sum()
 
     def __len__(self) -> int:
         return int(self.cidx.size)
@@ -90,7 +105,7 @@ class WindowSampler:
         ``valid`` (C·L, 2·MAX_SHIFT+1) bool (shift inside the real audio), ``weight`` (C·L,)
         (0 for windows dropped by refinement), ``group`` names."""
         L = self.chunk_len
-        pick = rng.integers(0, len(self), chunks)
+        pick = rng.integers(0, len(self), chunks) if self.p is None else rng.choice(len(self), chunks, p=self.p)
         span = COLS_PER_FRAME * (L - 1) + WINDOW_COLS + 2 * MAX_SHIFT
         video = np.empty((chunks * L, WINDOW_FRAMES, 111, 111), np.uint8)
         audio = np.empty((chunks, 13, span), np.float32)
@@ -114,11 +129,21 @@ class WindowSampler:
                 "valid": torch.from_numpy(valid), "weight": torch.from_numpy(weight), "groups": groups}
 
 
-def augment_video(x: torch.Tensor, rng: torch.Generator, strength: float = 1.0) -> torch.Tensor:
+def augment_video(x: torch.Tensor, rng: torch.Generator, strength: float = 1.0, aspect: float = 0.0,
+                  blur: float = 0.0) -> torch.Tensor:
     """Random per-window geometry (scale, shift, small rotation, horizontal flip) and photometry
     (brightness, contrast, gamma, noise) on a ``(B, 5, H, W)`` uint8 batch → float 0..255.
-    The 5 frames of a window get the same transform, so motion between them is untouched."""
-    B = x.shape[0]
+    The 5 frames of a window get the same transform, so motion between them is untouched.
+
+    Identity augmentations (0 = off), because the training set has few faces and the model
+    learns them (held-in accuracy far above held-out, docs/model.md):
+
+    * ``aspect``: the crop is stretched by ``exp(±aspect)`` horizontally and squeezed as much
+      vertically: wider, narrower, thicker and thinner lips than the training faces have;
+    * ``blur``: that share of windows is downsampled to 40, 55 or 75 % of its size and back, as
+      a small or compressed face looks (the eval and bench sources include 224 px VoxCeleb).
+    """
+    B, _, H, W = x.shape
     x = x.float()
 
     def u(lo, hi, n=B):
@@ -128,10 +153,22 @@ def augment_video(x: torch.Tensor, rng: torch.Generator, strength: float = 1.0) 
     ang = u(-6, 6) * strength * math.pi / 180
     tx, ty = u(-0.08, 0.08) * strength, u(-0.08, 0.08) * strength
     flip = torch.where(torch.rand(B, generator=rng) < 0.5, -1.0, 1.0)
+    r = torch.exp(u(-aspect, aspect)) if aspect > 0 else torch.ones(B)
     cos, sin = torch.cos(ang) / scale, torch.sin(ang) / scale
-    theta = torch.stack([torch.stack([cos * flip, -sin, tx], 1), torch.stack([sin * flip, cos, ty], 1)], 1)
+    # output → input sampling matrix: x stretched by r (sampled at 1/r), y squeezed (sampled at r)
+    theta = torch.stack([torch.stack([cos * flip / r, -sin / r, tx], 1),
+                         torch.stack([sin * flip * r, cos * r, ty], 1)], 1)
     grid = torch.nn.functional.affine_grid(theta, list(x.shape), align_corners=False)
     x = torch.nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    if blur > 0:
+        # three fixed levels, each a single batched resize (a per-window size costs 2× the step)
+        level = torch.randint(0, 3, (B,), generator=rng)
+        level[torch.rand(B, generator=rng) >= blur] = -1
+        for k, f in enumerate((0.40, 0.55, 0.75)):
+            idx = torch.nonzero(level == k).flatten()
+            if idx.numel():
+                small = torch.nn.functional.interpolate(x[idx], size=(int(H * f), int(W * f)), mode="area")
+                x[idx] = torch.nn.functional.interpolate(small, size=(H, W), mode="bilinear", align_corners=False)
     x = x / 255.0
     gamma = torch.exp(u(-0.3, 0.3) * strength)[:, None, None, None]
     x = x.clamp(1e-4, 1) ** gamma
@@ -143,11 +180,40 @@ def augment_video(x: torch.Tensor, rng: torch.Generator, strength: float = 1.0) 
     return (x.clamp(0, 1) * 255.0)
 
 
-def augment_audio(a: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
-    """Loudness change (offset of the log-energy coefficient c0) and a little noise."""
+def augment_audio(a: torch.Tensor, rng: torch.Generator, warp: float = 0.0) -> torch.Tensor:
+    """Loudness change (offset of the log-energy coefficient c0) and a little noise; with
+    ``warp`` > 0, each run's spectral envelope is also stretched along the mel axis by a factor
+    in ``1 ± warp`` (:func:`cepstral_warp_matrix`: another vocal tract, a voice the training set
+    does not have). ``a``: ``(C, 13, T)``."""
     a = a.clone()
+    if warp > 0:
+        alpha = 1 + (torch.rand(a.shape[0], generator=rng) * 2 - 1) * warp
+        m = torch.stack([torch.from_numpy(cepstral_warp_matrix(float(al))) for al in alpha])  # (C, 12, 12)
+        a[:, 1:] = torch.einsum("cij,cjt->cit", m.to(a.dtype), a[:, 1:])
     a[:, 0] += (torch.rand(a.shape[0], 1, generator=rng) - 0.5) * 2.0
     return a + torch.randn(a.shape, generator=rng) * 0.05 * a.std(dim=2, keepdim=True)
+
+
+def cepstral_warp_matrix(alpha: float, num_cep: int = 13, nfilt: int = 26, lifter: int = 22) -> np.ndarray:
+    """The ``(num_cep−1)²`` linear map of cepstra c1… (as :func:`speakerid.features.compute_mfcc`
+    makes them: orthonormal DCT-II of 26 log mel energies, liftered by 22) that stretches the
+    spectral envelope along the mel axis by ``alpha`` (band ``n`` takes the value of band
+    ``n / alpha``; edges held). Linear, so it commutes with cepstral mean normalisation.
+    c0 (log energy) is left alone."""
+    n = np.arange(nfilt)
+    k = np.arange(num_cep)
+    dct = np.sqrt(2.0 / nfilt) * np.cos(np.pi * k[:, None] * (2 * n[None] + 1) / (2 * nfilt))
+    dct[0] /= np.sqrt(2.0)
+    lift = 1 + (lifter / 2.0) * np.sin(np.pi * k / lifter)
+    pos = np.clip(n / alpha, 0, nfilt - 1)
+    lo = np.floor(pos).astype(int)
+    hi = np.minimum(lo + 1, nfilt - 1)
+    w = pos - lo
+    interp = np.zeros((nfilt, nfilt))
+    interp[n, lo] += 1 - w
+    interp[n, hi] += w
+    full = (lift[:, None] * dct) @ interp @ (dct.T / lift[None, :])
+    return full[1:, 1:].astype(np.float32)
 
 
 def load_clips(paths: list[Path], pad_value: np.ndarray, root: Path | None = None, prepare=None) -> list[ClipData]:

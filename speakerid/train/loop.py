@@ -31,8 +31,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..features import COLS_PER_FRAME, WINDOW_COLS, WINDOW_FRAMES
-from ..model import SyncNet, SyncNetConfig, model_from_checkpoint, read_checkpoint, save_checkpoint
+from ..features import COLS_PER_FRAME, WINDOW_COLS
+from ..model import Embedder, SyncNet, SyncNetConfig, model_from_checkpoint, read_checkpoint, save_checkpoint
 from .data import (MAX_SHIFT, ClipData, WindowSampler, augment_audio, augment_video, list_cache, load_clips,
                    mfcc_stats)
 from .cache import load_clip
@@ -100,16 +100,10 @@ def lr_at(step: int, total: int, base: float, warmup: int) -> float:
 # ---------------------------------------------------------------------------------------------
 # evaluation
 
-@torch.no_grad()
 def video_embeddings(model: SyncNet, crops: np.ndarray, starts: np.ndarray, batch: int = 256) -> torch.Tensor:
     """Embeddings of the video windows starting at ``starts`` → ``(n, D)`` tensor."""
     model.eval()
-    dev = next(model.parameters()).device
-    out = []
-    for b in range(0, starts.size, batch):
-        idx = starts[b:b + batch, None] + np.arange(WINDOW_FRAMES)
-        out.append(model.embed_video(torch.from_numpy(np.ascontiguousarray(crops[idx])).to(dev)))
-    return torch.cat(out) if out else torch.zeros((0, model.config.embed_dim))
+    return torch.from_numpy(Embedder(model, batch_size=batch).video(crops, starts)).to(next(model.parameters()).device)
 
 
 @torch.no_grad()
@@ -365,14 +359,15 @@ class Trainer:
             if not first:
                 raise SystemExit(f"no training clips under {cfg.cache_dir}/train")
             self.model = SyncNet(SyncNetConfig(width=cfg.width, audio_width=cfg.audio_width, embed_dim=cfg.embed_dim,
-                                               mouth_px=cfg.mouth_px, cmn_cols=cfg.cmn_cols))
+                                               mouth_px=cfg.mouth_px, cmn_cols=cfg.cmn_cols,
+                                               video_diff=bool(cfg.video_diff)))
             mean, std = mfcc_stats(first, prepare=self.model.prepare_mfcc)
             del first
             self.model.mfcc_mean.copy_(torch.from_numpy(mean))
             self.model.mfcc_std.copy_(torch.from_numpy(std))
             self.pad_value = mean
             stage, step = 1, 0
-        self.sampler = WindowSampler(self.clips, cfg.chunk_len)
+        self.sampler = WindowSampler(self.clips, cfg.chunk_len, cfg.group_balance)
         n = self._add_clips()
         if ckpt is not None and ckpt["extra"].get("keep"):
             self._apply_keep(ckpt["extra"]["keep"])
@@ -472,8 +467,9 @@ class Trainer:
             for g in self.opt.param_groups:
                 g["lr"] = lr
             b = self.sampler.batch(self.rng, cfg.chunks)
-            video = augment_video(b["video"], self.trng, cfg.augment)
-            audio = augment_audio(b["audio"], self.trng)
+            video = augment_video(b["video"], self.trng, cfg.augment, aspect=cfg.augment_aspect,
+                                  blur=cfg.augment_blur)
+            audio = augment_audio(b["audio"], self.trng, warp=cfg.augment_warp)
             d = pair_distances(model, video, audio, cfg.chunk_len)
             loss, st = sync_loss(d, b["valid"], b["weight"], cfg)
             self.opt.zero_grad(set_to_none=True)
