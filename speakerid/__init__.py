@@ -14,6 +14,7 @@ from .errors import (  # noqa: E402
     ModelWeightsError,
     NoAudioStreamError,
     NoFaceError,
+    NoSyncEvidenceError,
     NotAMediaFileError,
     NoVideoStreamError,
     OutputExistsError,
@@ -27,7 +28,7 @@ __all__ = [
     "__version__",
     "SpeakerIdError", "InputNotFoundError", "EmptyMediaError", "NotAMediaFileError", "CorruptMediaError",
     "UnsupportedCodecError", "NoVideoStreamError", "NoAudioStreamError", "TooShortError",
-    "UnsupportedFrameRateError", "NoFaceError", "OutputExistsError", "ModelWeightsError",
+    "UnsupportedFrameRateError", "NoFaceError", "NoSyncEvidenceError", "OutputExistsError", "ModelWeightsError",
 ]
 
 # Heavy parts (torch, PyAV) load on first use so ``import speakerid`` stays light.

@@ -51,6 +51,10 @@ class NoFaceError(SpeakerIdError):
     """No usable face was found where one is required."""
 
 
+class NoSyncEvidenceError(SpeakerIdError):
+    """The video has a face and audio, but no lip-sync evidence to measure an offset from."""
+
+
 class OutputExistsError(SpeakerIdError, FileExistsError):
     """Refusing to overwrite a file (never the input, and not an output unless asked)."""
 

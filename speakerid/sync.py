@@ -46,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import NoFaceError, SpeakerIdError, TooShortError
+from .errors import NoFaceError, NoSyncEvidenceError, TooShortError
 from .features import (
     COLS_PER_FRAME,
     MS_PER_COL,
@@ -84,10 +84,6 @@ DEFAULT_AGGREGATE = "curve_norm"
 """How windows are combined by default (chosen on the benchmark among the options of
 :func:`aggregate_windows`; see docs/sync.md)."""
 AGGREGATES = ("curve", "curve_uniform", "curve_norm", "weighted", "filtered", "median", "mean")
-
-
-class NoSyncEvidenceError(SpeakerIdError):
-    """The video has a face and audio, but no lip-sync evidence to measure an offset from."""
 
 
 # --------------------------------------------------------------------------------------------
