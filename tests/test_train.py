@@ -190,3 +190,18 @@ def test_video_aspect_stretch_widens_and_blur_softens():
     soft = augment_video(x, torch.Generator().manual_seed(2), strength=0.0, blur=1.0)
     edge = lambda z: (z[:, 0, 45:66, 40:71].diff(dim=1).abs().amax(dim=(1, 2)))  # noqa: E731
     assert float(edge(soft).mean()) < 0.8 * float(edge(sharp).mean())
+
+
+def test_shift_mfcc_delays_and_fills_even_past_the_clip():
+    from speakerid.train.loop import shift_mfcc
+
+    m = np.arange(2 * 30, dtype=np.float32).reshape(2, 30)
+    fill = np.array([-1.0, -2.0])
+    late = shift_mfcc(m, 5, fill)  # audio delayed: column 5 now holds what column 0 held
+    np.testing.assert_array_equal(late[:, 5:], m[:, :25])
+    assert (late[0, :5] == -1).all() and (late[1, :5] == -2).all()
+    early = shift_mfcc(m, -5, fill)
+    np.testing.assert_array_equal(early[:, :25], m[:, 5:])
+    for off in (30, -30, 40, -40):  # a clip shorter than the shift: nothing of it is left
+        out = shift_mfcc(m, off, fill)
+        assert out.shape == m.shape and (out[0] == -1).all()

@@ -180,6 +180,8 @@ def shift_mfcc(mfcc: np.ndarray, offset_cols: int, fill: np.ndarray) -> np.ndarr
     positive = audio lags the video)."""
     T = mfcc.shape[1]
     out = np.repeat(fill[:, None], T, 1).astype(np.float32)
+    if abs(offset_cols) >= T:  # shifted wholly out of the clip
+        return out
     if offset_cols >= 0:
         out[:, offset_cols:] = mfcc[:, :T - offset_cols]
     else:
