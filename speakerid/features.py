@@ -23,6 +23,9 @@ WINDOW_FRAMES = 5
 WINDOW_COLS = WINDOW_FRAMES * COLS_PER_FRAME  # 20
 MS_PER_COL = 1000 // MFCC_RATE  # 10
 MS_PER_FRAME = 1000 // VIDEO_FPS  # 40
+SILENT_C0 = -30.0
+"""c0 (log frame energy) at or below this is digital silence: an all-zero frame gives log(eps) ≈ −36,
+the quietest real recording about −10."""
 
 
 def compute_mfcc(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:

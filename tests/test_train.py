@@ -205,3 +205,21 @@ def test_shift_mfcc_delays_and_fills_even_past_the_clip():
     for off in (30, -30, 40, -40):  # a clip shorter than the shift: nothing of it is left
         out = shift_mfcc(m, off, fill)
         assert out.shape == m.shape and (out[0] == -1).all()
+
+
+def test_windows_over_digital_silence_are_not_used():
+    from pathlib import Path
+
+    from speakerid.train.cache import CachedClip, usable_windows
+
+    n = 40
+    mfcc = np.random.default_rng(0).normal(0, 1, (13, 4 * n)).astype(np.float32)
+    mfcc[0] = 5.0
+    mfcc[0, 80:] = np.log(np.finfo(float).eps)  # the audio track is all zeros from frame 20 on
+    clip = CachedClip(path=Path("x.npz"), crops=np.zeros((n, 111, 111), np.uint8), usable=np.ones(n, bool),
+                      shot=np.zeros(n, np.int16), mfcc=mfcc, meta={})
+    w = usable_windows(clip)
+    # window i hears columns [4i, 4i+20): usable while at most 10 of them are silent
+    assert w.min() == 0 and w.max() == 17 and w.size == 18
+    mfcc[0, :] = np.log(np.finfo(float).eps)
+    assert usable_windows(clip).size == 0

@@ -9,8 +9,9 @@ One file per clip, holding the 25 fps model timeline of that clip:
 * ``mfcc``   float32 (13, T): MFCC of the whole clip's audio, aligned to model frame 0
 * ``meta``   JSON string: source path, group, identity, licence, source fps
 
-Windows with more than one face, or with a shot cut, are not used for training: that is
-decided from ``usable`` and ``shot`` by :func:`usable_windows`.
+Windows with more than one face, with a shot cut, or whose audio is digital silence are not
+used for training: that is decided from ``usable``, ``shot`` and ``mfcc`` by
+:func:`usable_windows`.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..features import WINDOW_FRAMES, compute_mfcc, num_windows
+from ..features import COLS_PER_FRAME, SILENT_C0, WINDOW_COLS, WINDOW_FRAMES, compute_mfcc, num_windows
 
 CACHE_VERSION = 1
 
@@ -50,7 +51,9 @@ def load_clip(path: str | os.PathLike) -> CachedClip:
 
 
 def usable_windows(clip: CachedClip) -> np.ndarray:
-    """Start indices i of 5-frame windows that are all usable, in one shot, and have audio."""
+    """Start indices i of 5-frame windows that are all usable, in one shot, and have audio that
+    is not digital silence (at most half of the window's 20 MFCC columns at zero energy: some
+    source clips carry an all-zero audio track, which holds no sync signal at all)."""
     n = num_windows(clip.usable.size, clip.mfcc.shape[1])
     if n <= 0:
         return np.zeros(0, np.int64)
@@ -58,7 +61,10 @@ def usable_windows(clip: CachedClip) -> np.ndarray:
     c = np.concatenate([[0], np.cumsum(u)])
     all_usable = (c[WINDOW_FRAMES:WINDOW_FRAMES + n] - c[:n]) == WINDOW_FRAMES
     same_shot = clip.shot[:n] == clip.shot[WINDOW_FRAMES - 1:WINDOW_FRAMES - 1 + n]
-    return np.nonzero(all_usable & same_shot)[0].astype(np.int64)
+    silent = np.concatenate([[0], np.cumsum(clip.mfcc[0] <= SILENT_C0)])
+    start = COLS_PER_FRAME * np.arange(n)
+    has_audio = (silent[start + WINDOW_COLS] - silent[start]) <= WINDOW_COLS // 2
+    return np.nonzero(all_usable & same_shot & has_audio)[0].astype(np.int64)
 
 
 def preprocess_clip(video: str | os.PathLike, out: str | os.PathLike, meta: dict | None = None,
