@@ -223,3 +223,21 @@ def test_windows_over_digital_silence_are_not_used():
     assert w.min() == 0 and w.max() == 17 and w.size == 18
     mfcc[0, :] = np.log(np.finfo(float).eps)
     assert usable_windows(clip).size == 0
+
+
+def test_group_balance_draws_small_groups_more_often():
+    rng = np.random.default_rng(0)
+    big = [_synthetic_clip(rng, 60, f"b{i}") for i in range(6)]
+    small = [_synthetic_clip(rng, 60, "s0")]
+    for c in small:
+        c.group = "small"
+    clips = big + small
+
+    def share_small(balance: float) -> float:
+        s = WindowSampler(clips, chunk_len=5, group_balance=balance)
+        r = np.random.default_rng(1)
+        groups = [g for _ in range(200) for g in s.batch(r, 8)["groups"]]
+        return groups.count("small") / len(groups)
+
+    assert 0.08 < share_small(1.0) < 0.22  # one clip in seven: drawn by its size
+    assert 0.4 < share_small(0.0) < 0.6  # two groups: each drawn half the time

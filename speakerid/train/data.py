@@ -63,9 +63,9 @@ class WindowSampler:
 
     ``group_balance`` = 1: uniformly over all runs, so each cache group is drawn in proportion
     to its size. Below 1, a group of ``n`` runs is drawn in proportion to ``n**group_balance``
-    (0: every group equally often), uniformly within the group. The training data is a few
-    hours of three speakers beside minutes of many others; drawing the many more often is
-    what teaches the model faces and voices it has not seen.
+    (0: every group equally often), uniformly within the group. Meant to show the model the
+    many identities of the small groups more often; at 0.5 it did not improve held-out accuracy
+    (docs/model.md, run R2).
     """
 
     def __init__(self, clips: list[ClipData], chunk_len: int, group_balance: float = 1.0):
