@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..features import COLS_PER_FRAME, WINDOW_COLS, WINDOW_FRAMES
+from ..features import CEP_LIFTER, COLS_PER_FRAME, NUM_CEPSTRA, NUM_MEL_FILTERS, WINDOW_COLS, WINDOW_FRAMES
 from .cache import CachedClip, load_clip, usable_windows
 
 MAX_SHIFT = 100
@@ -92,7 +92,7 @@ class WindowSampler:
         self.p = None
         if self.group_balance != 1.0 and self.cidx.size:
             g = np.array([self.clips[k].group for k in self.cidx])
-            names, inv, counts = np.unique(g, return_inverse=True, return_counts=True)
+            _, inv, counts = np.unique(g, return_inverse=True, return_counts=True)
             w = counts.astype(np.float64) ** self.group_balance / counts
             p = w[inv]
             self.p = p / p.sum()
@@ -194,9 +194,10 @@ def augment_audio(a: torch.Tensor, rng: torch.Generator, warp: float = 0.0) -> t
     return a + torch.randn(a.shape, generator=rng) * 0.05 * a.std(dim=2, keepdim=True)
 
 
-def cepstral_warp_matrix(alpha: float, num_cep: int = 13, nfilt: int = 26, lifter: int = 22) -> np.ndarray:
+def cepstral_warp_matrix(alpha: float, num_cep: int = NUM_CEPSTRA, nfilt: int = NUM_MEL_FILTERS,
+                         lifter: int = CEP_LIFTER) -> np.ndarray:
     """The ``(num_cep−1)²`` linear map of cepstra c1… (as :func:`speakerid.features.compute_mfcc`
-    makes them: orthonormal DCT-II of 26 log mel energies, liftered by 22) that stretches the
+    makes them: orthonormal DCT-II of the log mel energies, liftered) that stretches the
     spectral envelope along the mel axis by ``alpha`` (band ``n`` takes the value of band
     ``n / alpha``; edges held). Linear, so it commutes with cepstral mean normalisation.
     c0 (log energy) is left alone."""
