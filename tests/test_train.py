@@ -9,7 +9,8 @@ import torch
 
 from speakerid.model import SyncNet, SyncNetConfig, read_checkpoint
 from speakerid.train.data import MAX_SHIFT, ClipData, WindowSampler
-from speakerid.train.loop import (TrainConfig, Trainer, aggregate_offset, pair_distances, refinement_threshold,
+from speakerid.train.loop import (TrainConfig, Trainer, WeightAverage, aggregate_offset, pair_distances,
+                                  refinement_threshold,
                                   TrainingInterrupted,
                                   single_window_accuracy, sync_loss)
 
@@ -241,3 +242,50 @@ def test_group_balance_draws_small_groups_more_often():
 
     assert 0.08 < share_small(1.0) < 0.22  # one clip in seven: drawn by its size
     assert 0.4 < share_small(0.0) < 0.6  # two groups: each drawn half the time
+
+
+def test_weight_average_follows_the_weights_with_its_decay():
+    torch.manual_seed(0)
+    model = SyncNet(SyncNetConfig(width=4, audio_width=4, embed_dim=16))
+    avg = WeightAverage(model, decay=0.9)
+    p = next(model.parameters())
+    for _ in range(200):  # the weights jump to a new value and stay there
+        with torch.no_grad():
+            p.fill_(1.0)
+        avg.update(model)
+    q = next(avg.model.parameters())
+    assert torch.allclose(q, torch.ones_like(q), atol=1e-6)  # long after the jump: caught up
+    # one step after a second jump it has moved exactly (1 − decay) of the way
+    with torch.no_grad():
+        p.fill_(3.0)
+    avg.update(model)
+    assert torch.allclose(q, torch.full_like(q, 1.0 + 0.1 * 2.0), atol=1e-5)
+    # the first update uses decay 2/11, not 0.999: the average does not keep the weights it
+    # started from (here 3.0) for thousands of steps
+    fresh = WeightAverage(model, decay=0.999)
+    with torch.no_grad():
+        p.fill_(-2.0)
+    fresh.update(model)
+    assert torch.allclose(next(fresh.model.parameters()), torch.full_like(q, 3.0 * 2 / 11 - 2.0 * 9 / 11), atol=1e-5)
+    assert not any(x.requires_grad for x in avg.model.parameters())
+    with pytest.raises(ValueError):
+        WeightAverage(model, decay=1.0)
+
+
+def test_training_with_weight_average_ships_the_average_and_resumes(tmp_path):
+    rng = np.random.default_rng(0)
+    _fake_cache(tmp_path, rng)
+    base = dict(cache_dir=str(tmp_path / "cache"), width=4, audio_width=4, embed_dim=16, chunks=2, chunk_len=4,
+                warmup=2, eval_every=0, rescan_every=0, threads=1, steps1=6, steps2=2, ema=0.5)
+    Trainer(TrainConfig(out_dir=str(tmp_path / "a"), **base), log=lambda m: None).run()
+    b = TrainConfig(out_dir=str(tmp_path / "b"), **base)
+    with pytest.raises(TrainingInterrupted):
+        Trainer(b, log=lambda m: None, stop_after=3).run()
+    assert read_checkpoint(tmp_path / "b" / "latest.pt")["extra"]["ema"]["updates"] == 3
+    Trainer(b, log=lambda m: None).run(resume=True)
+    fa, la = read_checkpoint(tmp_path / "a" / "final.pt"), read_checkpoint(tmp_path / "a" / "final_live.pt")
+    fb = read_checkpoint(tmp_path / "b" / "final.pt")
+    assert fa["fingerprint"] == fb["fingerprint"]  # the average resumes exactly too
+    assert fa["fingerprint"] != la["fingerprint"]  # and it is not the last step's weights
+    k = next(k for k, v in fa["state_dict"].items() if v.dtype.is_floating_point and v.ndim == 4)
+    assert not torch.allclose(fa["state_dict"][k].float(), la["state_dict"][k].float())

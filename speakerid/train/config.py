@@ -31,6 +31,7 @@ class TrainConfig:
     augment_blur: float = 0.0
     augment_warp: float = 0.0
     group_balance: float = 1.0
+    ema: float = 0.0
     neg_min: int = 3
     ce_weight: float = 1.0
     ce_temp: float = 0.1

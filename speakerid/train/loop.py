@@ -19,6 +19,7 @@ Recipe (see docs/model.md):
 """
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import math
@@ -302,6 +303,43 @@ def refinement_threshold(pos: np.ndarray, neg: np.ndarray) -> float:
 # ---------------------------------------------------------------------------------------------
 # the training run
 
+class WeightAverage:
+    """Exponential moving average of a model's weights (parameters and float buffers, so the
+    batch-norm statistics follow too), updated after every optimiser step.
+
+    Averaging the last few hundred steps' weights lands in a flatter part of the loss surface
+    than the last step alone; with a model that overfits its few training identities, that is
+    meant to help on new people. The first steps use a smaller decay (``(1 + n) / (10 + n)``)
+    so the average does not keep the random initialisation.
+    """
+
+    def __init__(self, model: SyncNet, decay: float):
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"EMA decay must be in (0, 1), got {decay}")
+        self.decay = float(decay)
+        self.model = copy.deepcopy(model).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.updates = 0
+
+    @torch.no_grad()
+    def update(self, model: SyncNet) -> None:
+        self.updates += 1
+        d = min(self.decay, (1.0 + self.updates) / (10.0 + self.updates))
+        for avg, cur in zip(self.model.state_dict().values(), model.state_dict().values()):
+            if avg.dtype.is_floating_point:
+                avg.lerp_(cur.to(avg.dtype), 1.0 - d)
+            else:
+                avg.copy_(cur)
+
+    def state_dict(self) -> dict:
+        return {"decay": self.decay, "updates": self.updates, "weights": self.model.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.updates = int(state["updates"])
+        self.model.load_state_dict(state["weights"])
+
+
 class TrainingInterrupted(Exception):
     """Raised after the checkpoint is written when a run stops early (``stop_after``)."""
 
@@ -376,6 +414,9 @@ class Trainer:
         self.log(f"{len(self.clips)} training clips, {sum(c.windows.size for c in self.clips)} usable windows, "
                  f"{len(self.sampler)} runs of {cfg.chunk_len}; params {sum(p.numel() for p in self.model.parameters())}")
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr1, weight_decay=cfg.weight_decay)
+        self.ema = WeightAverage(self.model, cfg.ema) if cfg.ema > 0 else None
+        if self.ema is not None and ckpt is not None and ckpt["extra"].get("ema"):
+            self.ema.load_state_dict(ckpt["extra"]["ema"])
         self.rng = np.random.default_rng(cfg.seed)
         self.trng = torch.Generator().manual_seed(cfg.seed)
         if ckpt is not None:
@@ -395,7 +436,8 @@ class Trainer:
         self.writer = csv.writer(self.csv)
         if new_csv:
             self.writer.writerow(["stage", "step", "elapsed_s", "lr", "loss", "pos_loss", "neg_loss", "ce", "d_pos",
-                                  "d_neg", "batch_acc", "windows_per_s", "eval_acc_10ms", "eval_acc_frame"])
+                                  "d_neg", "batch_acc", "windows_per_s", "eval_acc_10ms", "eval_acc_frame",
+                                  "eval_ema_acc_10ms", "eval_ema_acc_frame"])
         if stage == 1:
             self._train_stage(1, step, cfg.steps1, cfg.lr1)
             self.save(1, cfg.steps1)
@@ -433,10 +475,19 @@ class Trainer:
         self.sampler.clips = clips
         self.sampler.rebuild()
 
+    @property
+    def result_model(self) -> SyncNet:
+        """The weights a stage hands on (refinement scoring, snapshots): the weight average when
+        ``ema`` is on, else the trained weights themselves."""
+        return self.ema.model if self.ema is not None else self.model
+
     def _eval(self) -> dict:
         if not list_cache(self.cfg.cache_dir, "eval"):
             return {}
         r = evaluate(self.model, self.cfg.cache_dir, "eval", clip_level=False)
+        if self.ema is not None:
+            e = evaluate(self.ema.model, self.cfg.cache_dir, "eval", clip_level=False)
+            r["ema_acc_10ms"], r["ema_acc_frame"] = e["acc_10ms"], e["acc_frame"]
         self.model.train()
         return r
 
@@ -478,6 +529,8 @@ class Trainer:
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             self.opt.step()
+            if self.ema is not None:
+                self.ema.update(model)
             step += 1
             self._step = step
             n_win += video.shape[0]
@@ -488,6 +541,9 @@ class Trainer:
                 if ev:
                     self.log(f"  eval: single-window acc {ev['acc_10ms']:.3f} (10 ms steps), {ev['acc_frame']:.3f} "
                              f"(frame steps) on {ev['windows']} windows")
+                    if "ema_acc_10ms" in ev:
+                        self.log(f"  eval, weight average: {ev['ema_acc_10ms']:.3f} (10 ms steps), "
+                                 f"{ev['ema_acc_frame']:.3f} (frame steps)")
             if step % 20 == 0 or ev or step == total:
                 wps = n_win / (time.time() - t_win)
                 m = {k: float(np.mean([h.get(k, np.nan) for h in acc_hist])) for k in acc_hist[-1]}
@@ -497,7 +553,8 @@ class Trainer:
                 self.writer.writerow([stage, step, round(self.elapsed(), 1), f"{lr:.3e}", f"{m['loss']:.5f}",
                                       f"{m['pos_loss']:.5f}", f"{m['neg_loss']:.5f}", f"{m.get('ce', float('nan')):.5f}",
                                       f"{m['d_pos']:.4f}", f"{m['d_neg']:.4f}", f"{m['acc']:.4f}", f"{wps:.1f}",
-                                      f"{ev.get('acc_10ms', '')}", f"{ev.get('acc_frame', '')}"])
+                                      f"{ev.get('acc_10ms', '')}", f"{ev.get('acc_frame', '')}",
+                                      f"{ev.get('ema_acc_10ms', '')}", f"{ev.get('ema_acc_frame', '')}"])
                 self.csv.flush()
                 acc_hist.clear()
                 t_win, n_win = time.time(), 0
@@ -522,8 +579,9 @@ class Trainer:
 
     def refine(self) -> None:
         self.log("refinement: scoring every positive training window with the stage-1 model")
-        self.model.eval()
-        pos, neg = score_training_windows(self.model, self.clips, log=lambda m, flush=True: self.log(m))
+        scorer = self.result_model
+        scorer.eval()
+        pos, neg = score_training_windows(scorer, self.clips, log=lambda m, flush=True: self.log(m))
         allpos = np.concatenate(pos)
         thr = refinement_threshold(allpos, neg)
         groups: dict[str, list[int]] = {}
@@ -568,7 +626,8 @@ class Trainer:
             keep = {Path(n).relative_to(root).as_posix(): self.clips[k].keep.tolist() for n, k in self.names.items()}
         extra = {"stage": stage, "step": step, "optimizer": self.opt.state_dict(),
                  "np_rng": self.rng.bit_generator.state, "torch_rng": self.trng.get_state(),
-                 "refine": self.refine_info, "keep": keep, "elapsed": self.elapsed(), "train_config": asdict(self.cfg)}
+                 "refine": self.refine_info, "keep": keep, "elapsed": self.elapsed(), "train_config": asdict(self.cfg),
+                 "ema": self.ema.state_dict() if self.ema is not None else None}
         save_checkpoint(self.model, self.out / "latest.pt", half=False, meta=self._meta(stage, step), extra=extra)
         self.log(f"  checkpoint {self.out / 'latest.pt'} (stage {stage}, step {step})")
 
@@ -582,8 +641,12 @@ class Trainer:
 
     def snapshot(self, name: str) -> None:
         stage = 3 if name == "final.pt" else (1 if "1" in name else 2)
-        save_checkpoint(self.model, self.out / name, half=False, meta=self._meta(stage, 0))
+        save_checkpoint(self.result_model, self.out / name, half=False, meta=self._meta(stage, 0))
         self.log(f"  saved {self.out / name}")
+        if self.ema is not None:  # the trained weights themselves, for comparison
+            live = self.out / name.replace(".pt", "_live.pt")
+            save_checkpoint(self.model, live, half=False, meta=self._meta(stage, 0))
+            self.log(f"  saved {live}")
 
 
 def export_weights(src: str | os.PathLike, dst: str | os.PathLike, metrics: dict | None = None) -> str:
