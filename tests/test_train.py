@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from speakerid.model import SyncNet, SyncNetConfig, read_checkpoint
-from speakerid.train.data import MAX_SHIFT, ClipData, WindowSampler
-from speakerid.train.loop import (TrainConfig, Trainer, WeightAverage, aggregate_offset, pair_distances,
+from speakerid.train.data import MAX_ALIGN, MAX_SHIFT, PAD, ClipData, WindowSampler
+from speakerid.train.loop import (TrainConfig, Trainer, WeightAverage, aggregate_offset, clip_alignment,
+                                  pair_distances,
                                   refinement_threshold,
                                   TrainingInterrupted,
                                   single_window_accuracy, sync_loss)
@@ -37,7 +38,7 @@ def _synthetic_clip(rng: np.random.Generator, n_frames: int = 60, name: str = "c
     for f in range(n_frames):
         h = 4 + 30 * loud[4 * f:4 * f + 4].mean()
         crops[f][(np.abs(yy - 55) < h) & (np.abs(np.arange(111)[None] - 55) < 30)] = 220
-    pad = np.zeros((13, MAX_SHIFT), np.float32)
+    pad = np.zeros((13, PAD), np.float32)
     w = np.arange(n_frames - 4)
     return ClipData(name=name, group="synthetic", crops=crops, mfcc_padded=np.concatenate([pad, mfcc, pad], 1),
                     num_cols=T, windows=w, keep=np.ones(w.size, bool))
@@ -118,7 +119,7 @@ def _fake_cache(tmp_path, rng) -> None:
         d.mkdir(parents=True)
         for i in range(n):
             c = _synthetic_clip(rng, n_frames=50)
-            mfcc = c.mfcc_padded[:, MAX_SHIFT:MAX_SHIFT + c.num_cols]
+            mfcc = c.mfcc
             np.savez(d / f"clip{i}.npz", crops=c.crops, usable=np.ones(50, bool), shot=np.zeros(50, np.int16),
                      mfcc=mfcc, meta=json.dumps({"group": "synthetic"}))
 
@@ -289,3 +290,54 @@ def test_training_with_weight_average_ships_the_average_and_resumes(tmp_path):
     assert fa["fingerprint"] != la["fingerprint"]  # and it is not the last step's weights
     k = next(k for k, v in fa["state_dict"].items() if v.dtype.is_floating_point and v.ndim == 4)
     assert not torch.allclose(fa["state_dict"][k].float(), la["state_dict"][k].float())
+
+
+def test_clip_alignment_finds_the_clips_own_offset():
+    rng = np.random.default_rng(0)
+    shifts = np.arange(-MAX_SHIFT, MAX_SHIFT + 1)
+    # 30 windows whose distance dips at +8 columns (audio 80 ms late), noisy, partly silent
+    curves = 1.0 + 0.05 * rng.random((30, shifts.size)) - 0.3 * np.exp(-((shifts - 8) / 3.0) ** 2)
+    curves[:10] = 1.0 + 0.05 * rng.random((10, shifts.size))  # silent windows: no dip, little weight
+    curves[:, :40] = np.inf  # a short clip: the far shifts on one side leave the audio
+    assert clip_alignment(curves, max_cols=30) == 8
+    assert clip_alignment(curves, max_cols=5) is None  # the minimum is beyond the range: on its edge
+    assert clip_alignment(curves[:5], max_cols=30) == 0  # too few windows to move the clip
+    assert clip_alignment(curves, max_cols=0 + 30, min_windows=31) == 0
+
+
+def test_sampler_takes_the_positive_at_the_clips_own_offset():
+    rng = np.random.default_rng(0)
+    c = _synthetic_clip(rng, name="a")
+    c.offset = 7  # audio 70 ms late: frame i goes with column 4i + 7
+    s = WindowSampler([c], chunk_len=4)
+    b = s.batch(np.random.default_rng(3), 1)
+    i0 = int(c.windows[s.widx[np.random.default_rng(3).integers(0, len(s), 1)[0]]])  # the run it drew
+    pos_audio = b["audio"][0, :, MAX_SHIFT:MAX_SHIFT + 20].numpy()
+    assert np.array_equal(pos_audio, c.mfcc[:, 4 * i0 + 7:4 * i0 + 27])
+    # audio 0.5 s early: the first windows' positives would start before the audio → invalid
+    c.offset = -MAX_ALIGN
+    s = WindowSampler([c], chunk_len=4)
+    b = s.batch(np.random.default_rng(5), 16)
+    i0 = c.windows[s.widx[np.random.default_rng(5).integers(0, len(s), 16)]]
+    first = 4 * (i0[:, None] + np.arange(4)).ravel() - MAX_ALIGN
+    assert np.array_equal(b["valid"][:, MAX_SHIFT].numpy(), (first >= 0) & (first + 20 <= c.num_cols))
+    assert not b["valid"][:, MAX_SHIFT].all() and b["valid"][:, MAX_SHIFT].any()
+
+
+def test_training_with_clip_alignment_runs_and_resumes_exactly(tmp_path):
+    rng = np.random.default_rng(0)
+    _fake_cache(tmp_path, rng)
+    base = dict(cache_dir=str(tmp_path / "cache"), width=4, audio_width=4, embed_dim=16, chunks=2, chunk_len=4,
+                warmup=2, eval_every=0, rescan_every=0, threads=1, steps1=6, steps2=2, align_cols=20, align_at=3)
+    Trainer(TrainConfig(out_dir=str(tmp_path / "a"), **base), log=lambda m: None).run()
+    b = TrainConfig(out_dir=str(tmp_path / "b"), **base)
+    with pytest.raises(TrainingInterrupted):
+        Trainer(b, log=lambda m: None, stop_after=4).run()
+    Trainer(b, log=lambda m: None).run(resume=True)
+    fa, fb = read_checkpoint(tmp_path / "a" / "final.pt"), read_checkpoint(tmp_path / "b" / "final.pt")
+    assert fa["fingerprint"] == fb["fingerprint"]
+    rows = json.loads((tmp_path / "a" / "refinement_clips.json").read_text())
+    assert rows and all("offset_ms" in r for r in rows)
+    assert all(r["offset_ms"] is None or abs(r["offset_ms"]) <= 200 for r in rows)
+    with pytest.raises(ValueError):
+        Trainer(TrainConfig(out_dir=str(tmp_path / "c"), **{**base, "align_cols": MAX_ALIGN + 1}))

@@ -32,6 +32,8 @@ class TrainConfig:
     augment_warp: float = 0.0
     group_balance: float = 1.0
     ema: float = 0.0
+    align_cols: int = 0
+    align_at: int = 0
     neg_min: int = 3
     ce_weight: float = 1.0
     ce_temp: float = 0.1

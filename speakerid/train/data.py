@@ -20,7 +20,9 @@ from .cache import CachedClip, load_clip, usable_windows
 
 MAX_SHIFT = 100
 """Largest audio shift scored, in MFCC columns (±1 s)."""
-PAD = MAX_SHIFT
+MAX_ALIGN = 50
+"""Largest per-clip audio offset a clip's alignment may correct, in MFCC columns (±0.5 s)."""
+PAD = MAX_SHIFT + MAX_ALIGN
 
 
 def list_cache(cache_dir: str | os.PathLike, split: str = "train") -> list[Path]:
@@ -40,6 +42,15 @@ class ClipData:
     num_cols: int
     windows: np.ndarray  # usable window starts
     keep: np.ndarray = field(default=None)  # (num windows,) bool: window kept by refinement
+    offset: int = 0
+    """The clip's own audio offset in MFCC columns (offset_ms = 10·offset = t_audio − t_video):
+    the audio that goes with video frame i starts at column 4i + offset. 0 unless an alignment
+    pass (``TrainConfig.align_cols``) measured it."""
+
+    @property
+    def mfcc(self) -> np.ndarray:
+        """The clip's own (prepared) MFCC, without the padding."""
+        return self.mfcc_padded[:, PAD:PAD + self.num_cols]
 
     @classmethod
     def from_cached(cls, clip: CachedClip, pad_value: np.ndarray, name: str, prepare=None) -> ClipData:
@@ -119,9 +130,10 @@ class WindowSampler:
             i0 = int(c.windows[j0])
             idx = i0 + np.arange(L)[:, None] + np.arange(WINDOW_FRAMES)
             video[b * L:(b + 1) * L] = c.crops[idx]
-            s0 = COLS_PER_FRAME * i0  # padded column of real column (4 i0 − MAX_SHIFT)
+            # padded column of real column (4 i0 + offset − MAX_SHIFT): shift 0 is the clip's own alignment
+            s0 = COLS_PER_FRAME * i0 + c.offset + MAX_ALIGN
             audio[b] = c.mfcc_padded[:, s0:s0 + span]
-            starts = COLS_PER_FRAME * (i0 + np.arange(L))[:, None] + shifts
+            starts = COLS_PER_FRAME * (i0 + np.arange(L))[:, None] + shifts + c.offset
             valid[b * L:(b + 1) * L] = (starts >= 0) & (starts + WINDOW_COLS <= c.num_cols)
             weight[b * L:(b + 1) * L] = c.keep[j0:j0 + L]
             groups.append(c.group)

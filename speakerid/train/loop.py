@@ -34,7 +34,7 @@ import torch
 
 from ..features import COLS_PER_FRAME, WINDOW_COLS
 from ..model import Embedder, SyncNet, SyncNetConfig, model_from_checkpoint, read_checkpoint, save_checkpoint
-from .data import (MAX_SHIFT, ClipData, WindowSampler, augment_audio, augment_video, list_cache, load_clips,
+from .data import (MAX_ALIGN, MAX_SHIFT, ClipData, WindowSampler, augment_audio, augment_video, list_cache, load_clips,
                    mfcc_stats)
 from .cache import load_clip
 from .config import TrainConfig
@@ -269,26 +269,65 @@ def relative_accuracy(curves_by_source: dict[str, list[np.ndarray]]) -> dict:
 # ---------------------------------------------------------------------------------------------
 # refinement
 
+ALIGN_MIN_WINDOWS = 10
+"""A clip with fewer usable windows keeps its alignment: too little evidence to move it."""
+
+
+def clip_alignment(curves: np.ndarray, max_cols: int, min_windows: int = ALIGN_MIN_WINDOWS) -> int | None:
+    """A clip's own audio offset in columns (``t_audio − t_video``) from its windows' distance
+    curves (``(n, 2·MAX_SHIFT+1)``, ``inf`` outside the audio): the arg-min, within ±``max_cols``,
+    of the windows' confidence-weighted mean curve (confidence = median − min of the window's
+    own curve, so silent windows count little). Only shifts that at least half of the windows
+    can reach are compared: short clips see few shifts. 0 with fewer than ``min_windows``
+    windows; None when the minimum lies on the edge of the range (the clip's offset is larger
+    than the range, or the clip has no sync signal)."""
+    n, S = curves.shape
+    if n < min_windows:
+        return 0
+    ms = (S - 1) // 2
+    c = np.where(np.isfinite(curves), curves, np.nan)
+    ok = np.isfinite(c)
+    with np.errstate(invalid="ignore"):
+        conf = np.nan_to_num(np.nanmedian(c, 1) - np.nanmin(c, 1))
+    w = ok * conf[:, None]
+    mean = np.nansum(np.nan_to_num(c) * w, 0) / np.maximum(w.sum(0), 1e-12)
+    shifts = np.arange(-ms, ms + 1)
+    usable = (np.abs(shifts) <= max_cols) & (ok.sum(0) * 2 >= n) & (w.sum(0) > 0)
+    if not usable.any():
+        return 0
+    mean[~usable] = np.inf
+    k = int(shifts[np.argmin(mean)])
+    reach = shifts[usable]
+    if k <= reach.min() + 1 or k >= reach.max() - 1:  # on the edge: the true minimum may lie beyond
+        return None
+    return k
+
+
 @torch.no_grad()
 def score_training_windows(model: SyncNet, clips: list[ClipData], far_min: int = 10 * COLS_PER_FRAME,
-                           log=print) -> tuple[list[np.ndarray], np.ndarray]:
-    """Positive distance of every usable training window, and a sample of far-negative
-    distances (|shift| ≥ ``far_min`` columns, valid ones) for the threshold."""
-    pos, negs = [], []
+                           log=print, align_cols: int = 0) -> tuple[list[np.ndarray], np.ndarray, list[int | None]]:
+    """Positive distance of every usable training window, a sample of far-negative distances
+    (``far_min`` columns or more from the positive, valid ones) for the threshold, and each
+    clip's alignment. With ``align_cols`` > 0 the alignment is measured (:func:`clip_alignment`)
+    and the positives are taken at it; otherwise it is the clip's current one."""
+    pos, negs, offsets = [], [], []
     t0 = time.time()
+    shifts = np.arange(-MAX_SHIFT, MAX_SHIFT + 1)
     for k, c in enumerate(clips):
         if c.windows.size == 0:
             pos.append(np.zeros(0, np.float32))
+            offsets.append(c.offset)
             continue
-        m = c.mfcc_padded[:, 100:100 + c.num_cols]
-        cur = clip_distance_curves(model, c.crops, m, c.windows)
-        pos.append(cur[:, MAX_SHIFT].copy())
-        sh = np.abs(np.arange(-MAX_SHIFT, MAX_SHIFT + 1)) >= far_min
-        far = cur[:, sh]
+        cur = clip_distance_curves(model, c.crops, c.mfcc, c.windows)
+        off = clip_alignment(cur, align_cols) if align_cols > 0 else c.offset
+        offsets.append(off)
+        at = 0 if off is None else off
+        pos.append(cur[:, MAX_SHIFT + at].copy())
+        far = cur[:, np.abs(shifts - at) >= far_min]
         negs.append(far[np.isfinite(far)][::7])
         if (k + 1) % 200 == 0:
             log(f"  scored {k + 1}/{len(clips)} clips, {time.time() - t0:.0f}s", flush=True)
-    return pos, np.concatenate(negs) if negs else np.zeros(0, np.float32)
+    return pos, np.concatenate(negs) if negs else np.zeros(0, np.float32), offsets
 
 
 def refinement_threshold(pos: np.ndarray, neg: np.ndarray) -> float:
@@ -346,6 +385,8 @@ class TrainingInterrupted(Exception):
 
 class Trainer:
     def __init__(self, cfg: TrainConfig, log=None, stop_after: int | None = None):
+        if not 0 <= cfg.align_cols <= MAX_ALIGN:
+            raise ValueError(f"align_cols must be within 0..{MAX_ALIGN} MFCC columns, got {cfg.align_cols}")
         self.cfg = cfg
         self._stop_after = stop_after  # for tests: checkpoint and stop after this many steps of a stage
         self.out = Path(cfg.out_dir)
@@ -411,6 +452,11 @@ class Trainer:
         n = self._add_clips()
         if ckpt is not None and ckpt["extra"].get("keep"):
             self._apply_keep(ckpt["extra"]["keep"])
+        if ckpt is not None and ckpt["extra"].get("offsets"):
+            root = Path(cfg.cache_dir) / "train"
+            for name, k in self.names.items():
+                self.clips[k].offset = int(ckpt["extra"]["offsets"].get(Path(name).relative_to(root).as_posix(), 0))
+            self.sampler.rebuild()
         self.log(f"{len(self.clips)} training clips, {sum(c.windows.size for c in self.clips)} usable windows, "
                  f"{len(self.sampler)} runs of {cfg.chunk_len}; params {sum(p.numel() for p in self.model.parameters())}")
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr1, weight_decay=cfg.weight_decay)
@@ -429,6 +475,8 @@ class Trainer:
         else:
             self.refine_info = None
         self.elapsed0 = ckpt["extra"].get("elapsed", 0.0) if ckpt is not None else 0.0
+        # a run resumed at the alignment step was saved right after aligning
+        self._aligned = bool(ckpt is not None and ckpt["extra"].get("aligned"))
         self.t_start = time.time()
         csv_path = self.out / "train_log.csv"
         new_csv = not csv_path.exists()
@@ -516,6 +564,10 @@ class Trainer:
                     self.log(f"  +{added} clips from the cache (now {len(self.clips)} clips, {len(self.sampler)} runs)")
             if step % 50 == 0:
                 self._threads_from_control_file()
+            if stage == 1 and cfg.align_cols and cfg.align_at and step == cfg.align_at and not self._aligned:
+                self.align()
+                self._aligned = True
+                self.save(stage, step)
             lr = lr_at(step, total, base_lr, cfg.warmup if stage == 1 else 20)
             for g in self.opt.param_groups:
                 g["lr"] = lr
@@ -581,15 +633,19 @@ class Trainer:
         self.log("refinement: scoring every positive training window with the stage-1 model")
         scorer = self.result_model
         scorer.eval()
-        pos, neg = score_training_windows(scorer, self.clips, log=lambda m, flush=True: self.log(m))
+        pos, neg, offsets = score_training_windows(scorer, self.clips, log=lambda m, flush=True: self.log(m),
+                                                   align_cols=self.cfg.align_cols)
+        if self.cfg.align_cols:
+            self._set_alignment(offsets)
         allpos = np.concatenate(pos)
+        allpos = allpos[np.isfinite(allpos)]
         thr = refinement_threshold(allpos, neg)
         groups: dict[str, list[int]] = {}
         keep = {}
         root = Path(self.cfg.cache_dir) / "train"
         for (name, k) in self.names.items():
             c = self.clips[k]
-            kk = pos[k] <= thr
+            kk = (pos[k] <= thr) & (offsets[k] is not None)
             c.keep = kk
             keep[Path(name).relative_to(root).as_posix()] = kk.tolist()
             g = groups.setdefault(c.group, [0, 0, 0, 0])
@@ -608,7 +664,8 @@ class Trainer:
         (self.out / "refinement.json").write_text(json.dumps(info, indent=1))
         clip_rows = [{"clip": Path(n).relative_to(root).as_posix(), "windows": int(self.clips[k].keep.size),
                       "dropped": int((~self.clips[k].keep).sum()),
-                      "median_d_pos": float(np.median(pos[k])) if pos[k].size else None}
+                      "offset_ms": None if offsets[k] is None else 10 * int(offsets[k]),
+                      "median_d_pos": float(np.median(pos[k])) if np.isfinite(pos[k]).any() else None}
                      for n, k in self.names.items()]
         (self.out / "refinement_clips.json").write_text(json.dumps(clip_rows, indent=0))
         self.log(f"refinement threshold {thr:.3f} (positives median {info['pos_median']:.3f}, far negatives median "
@@ -619,15 +676,53 @@ class Trainer:
         self.log(f"  kept {len(self.sampler)} runs for stage 2")
         self.model.train()
 
+    def _set_alignment(self, offsets: list[int | None]) -> None:
+        """Give each clip its measured audio offset (None: unalignable, its windows get no
+        weight) and log how far the groups were from their nominal sync."""
+        per_group: dict[str, list] = {}
+        for c, off in zip(self.clips, offsets, strict=True):
+            if c.windows.size == 0:
+                continue
+            if off is None:
+                c.keep = np.zeros(c.windows.size, bool)
+            else:
+                c.offset = int(off)
+            per_group.setdefault(c.group, []).append(off)
+        self.sampler.rebuild()
+        info = {}
+        for g, offs in sorted(per_group.items()):
+            o = np.array([10 * x for x in offs if x is not None], float)
+            info[g] = {"clips": len(offs), "unalignable": sum(x is None for x in offs),
+                       "median_abs_ms": float(np.median(np.abs(o))) if o.size else None,
+                       "beyond_1_frame": float((np.abs(o) > 40).mean()) if o.size else None,
+                       "quantiles_ms": np.quantile(o, [0.05, 0.25, 0.5, 0.75, 0.95]).round(1).tolist() if o.size else []}
+            self.log(f"  alignment {g}: {len(offs)} clips, {info[g]['unalignable']} unalignable, median |offset| "
+                     f"{info[g]['median_abs_ms']} ms, {info[g]['beyond_1_frame']} beyond ±40 ms")
+        self.alignment_info = info
+
+    def align(self) -> None:
+        """Measure every clip's own audio offset with the current model and train on it from
+        now on (``align_cols``): in-sync footage is not always in sync (lrc_ar's word clips
+        read anywhere from −100 to +80 ms, consistently across models; docs/model.md)."""
+        self.log(f"alignment: measuring each clip's audio offset within ±{10 * self.cfg.align_cols} ms")
+        scorer = self.result_model
+        scorer.eval()
+        _, _, offsets = score_training_windows(scorer, self.clips, log=lambda m, flush=True: self.log(m),
+                                               align_cols=self.cfg.align_cols)
+        self._set_alignment(offsets)
+        self.model.train()
+
     def save(self, stage: int, step: int) -> None:
         keep = getattr(self, "keep", None)
-        if keep is None and self.refine_info is not None:
+        if keep is None and (self.refine_info is not None or self._aligned):
             root = Path(self.cfg.cache_dir) / "train"
             keep = {Path(n).relative_to(root).as_posix(): self.clips[k].keep.tolist() for n, k in self.names.items()}
         extra = {"stage": stage, "step": step, "optimizer": self.opt.state_dict(),
                  "np_rng": self.rng.bit_generator.state, "torch_rng": self.trng.get_state(),
                  "refine": self.refine_info, "keep": keep, "elapsed": self.elapsed(), "train_config": asdict(self.cfg),
-                 "ema": self.ema.state_dict() if self.ema is not None else None}
+                 "ema": self.ema.state_dict() if self.ema is not None else None, "aligned": self._aligned,
+                 "offsets": {Path(n).relative_to(Path(self.cfg.cache_dir) / "train").as_posix(): int(self.clips[k].offset)
+                             for n, k in self.names.items() if self.clips[k].offset}}
         save_checkpoint(self.model, self.out / "latest.pt", half=False, meta=self._meta(stage, step), extra=extra)
         self.log(f"  checkpoint {self.out / 'latest.pt'} (stage {stage}, step {step})")
 
