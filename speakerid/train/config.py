@@ -31,9 +31,14 @@ class TrainConfig:
     augment_blur: float = 0.0
     augment_warp: float = 0.0
     group_balance: float = 1.0
-    ema: float = 0.0
-    align_cols: int = 0
-    align_at: int = 0
+    ema: float = 0.999
+    """Decay of the weight average that is evaluated, used for alignment and refinement, and
+    shipped (0: off, the last step's weights)."""
+    align_cols: int = 30
+    """Measure each clip's own audio offset within ±this many MFCC columns (±300 ms) and train
+    on it (0: off; every clip at offset 0)."""
+    align_at: int = 2000
+    """Stage-1 step of the first alignment pass (the refinement pass aligns again)."""
     neg_min: int = 3
     ce_weight: float = 1.0
     ce_temp: float = 0.1
