@@ -696,8 +696,11 @@ class Trainer:
                        "median_abs_ms": float(np.median(np.abs(o))) if o.size else None,
                        "beyond_1_frame": float((np.abs(o) > 40).mean()) if o.size else None,
                        "quantiles_ms": np.quantile(o, [0.05, 0.25, 0.5, 0.75, 0.95]).round(1).tolist() if o.size else []}
-            self.log(f"  alignment {g}: {len(offs)} clips, {info[g]['unalignable']} unalignable, median |offset| "
-                     f"{info[g]['median_abs_ms']} ms, {info[g]['beyond_1_frame']} beyond ±40 ms")
+            if o.size:
+                self.log(f"  alignment {g}: {len(offs)} clips, {info[g]['unalignable']} unalignable, median |offset| "
+                         f"{info[g]['median_abs_ms']:.0f} ms, {info[g]['beyond_1_frame']:.0%} beyond ±40 ms")
+            else:
+                self.log(f"  alignment {g}: {len(offs)} clips, all unalignable")
         self.alignment_info = info
 
     def align(self) -> None:
