@@ -459,10 +459,8 @@ class Trainer:
         if ckpt is not None and ckpt["extra"].get("keep"):
             self._apply_keep(ckpt["extra"]["keep"])
         if ckpt is not None and ckpt["extra"].get("offsets"):
-            root = Path(cfg.cache_dir) / "train"
             for name, k in self.names.items():
-                self.clips[k].offset = int(ckpt["extra"]["offsets"].get(Path(name).relative_to(root).as_posix(), 0))
-            self.sampler.rebuild()
+                self.clips[k].offset = int(ckpt["extra"]["offsets"].get(self._rel(name), 0))
         self.log(f"{len(self.clips)} training clips, {sum(c.windows.size for c in self.clips)} usable windows, "
                  f"{len(self.sampler)} runs of {cfg.chunk_len}; params {sum(p.numel() for p in self.model.parameters())}")
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr1, weight_decay=cfg.weight_decay)
@@ -514,13 +512,17 @@ class Trainer:
     def elapsed(self) -> float:
         return self.elapsed0 + time.time() - self.t_start
 
+    def _rel(self, name: str) -> str:
+        """A clip's name relative to the training cache: the key of the per-clip records
+        (refinement decisions, offsets) in checkpoints and reports."""
+        return Path(name).relative_to(Path(self.cfg.cache_dir) / "train").as_posix()
+
     def _apply_keep(self, keep: dict) -> None:
         """Restore the refinement's decisions; clips the refinement did not score (cached
         later) are left out of stage 2."""
-        root = Path(self.cfg.cache_dir) / "train"
         names, clips = {}, []
         for name, k in self.names.items():
-            rel = Path(name).relative_to(root).as_posix()
+            rel = self._rel(name)
             if rel in keep:
                 self.clips[k].keep = np.asarray(keep[rel], bool)
                 names[name] = len(clips)
@@ -637,23 +639,17 @@ class Trainer:
 
     def refine(self) -> None:
         self.log("refinement: scoring every positive training window with the stage-1 model")
-        scorer = self.result_model
-        scorer.eval()
-        pos, neg, offsets = score_training_windows(scorer, self.clips, log=lambda m, flush=True: self.log(m),
-                                                   align_cols=self.cfg.align_cols)
-        if self.cfg.align_cols:
-            self._set_alignment(offsets)
+        pos, neg, offsets = self._score_and_align()
         allpos = np.concatenate(pos)
         allpos = allpos[np.isfinite(allpos)]
         thr = refinement_threshold(allpos, neg)
         groups: dict[str, list[int]] = {}
         keep = {}
-        root = Path(self.cfg.cache_dir) / "train"
         for (name, k) in self.names.items():
             c = self.clips[k]
             kk = (pos[k] <= thr) & (offsets[k] is not None)
             c.keep = kk
-            keep[Path(name).relative_to(root).as_posix()] = kk.tolist()
+            keep[self._rel(name)] = kk.tolist()
             g = groups.setdefault(c.group, [0, 0, 0, 0])
             g[0] += kk.size
             g[1] += int((~kk).sum())
@@ -668,7 +664,7 @@ class Trainer:
         self.refine_info = info
         self.keep = keep
         (self.out / "refinement.json").write_text(json.dumps(info, indent=1))
-        clip_rows = [{"clip": Path(n).relative_to(root).as_posix(), "windows": int(self.clips[k].keep.size),
+        clip_rows = [{"clip": self._rel(n), "windows": int(self.clips[k].keep.size),
                       "dropped": int((~self.clips[k].keep).sum()),
                       "offset_ms": None if offsets[k] is None else 10 * int(offsets[k]),
                       "median_d_pos": float(np.median(pos[k])) if np.isfinite(pos[k]).any() else None}
@@ -695,43 +691,42 @@ class Trainer:
                 c.offset = int(off)
             per_group.setdefault(c.group, []).append(off)
         self.sampler.rebuild()
-        info = {}
         for g, offs in sorted(per_group.items()):
-            o = np.array([10 * x for x in offs if x is not None], float)
-            info[g] = {"clips": len(offs), "unalignable": sum(x is None for x in offs),
-                       "median_abs_ms": float(np.median(np.abs(o))) if o.size else None,
-                       "beyond_1_frame": float((np.abs(o) > 40).mean()) if o.size else None,
-                       "quantiles_ms": np.quantile(o, [0.05, 0.25, 0.5, 0.75, 0.95]).round(1).tolist() if o.size else []}
+            o = np.abs([10 * x for x in offs if x is not None])
             if o.size:
-                self.log(f"  alignment {g}: {len(offs)} clips, {info[g]['unalignable']} unalignable, median |offset| "
-                         f"{info[g]['median_abs_ms']:.0f} ms, {info[g]['beyond_1_frame']:.0%} beyond ±40 ms")
+                self.log(f"  alignment {g}: {len(offs)} clips, {len(offs) - o.size} unalignable, median |offset| "
+                         f"{np.median(o):.0f} ms, {(o > 40).mean():.0%} beyond ±40 ms")
             else:
                 self.log(f"  alignment {g}: {len(offs)} clips, all unalignable")
-        self.alignment_info = info
 
     def align(self) -> None:
         """Measure every clip's own audio offset with the current model and train on it from
         now on (``align_cols``): in-sync footage is not always in sync (lrc_ar's word clips
         read anywhere from −100 to +80 ms, consistently across models; docs/model.md)."""
         self.log(f"alignment: measuring each clip's audio offset within ±{10 * self.cfg.align_cols} ms")
+        self._score_and_align()
+        self.model.train()
+
+    def _score_and_align(self) -> tuple[list[np.ndarray], np.ndarray, list[int | None]]:
+        """Score every training window with the weights a stage hands on and, with
+        ``align_cols``, move each clip to its measured offset (:func:`score_training_windows`)."""
         scorer = self.result_model
         scorer.eval()
-        _, _, offsets = score_training_windows(scorer, self.clips, log=lambda m, flush=True: self.log(m),
-                                               align_cols=self.cfg.align_cols)
-        self._set_alignment(offsets)
-        self.model.train()
+        pos, neg, offsets = score_training_windows(scorer, self.clips, log=lambda m, flush=True: self.log(m),
+                                                   align_cols=self.cfg.align_cols)
+        if self.cfg.align_cols:
+            self._set_alignment(offsets)
+        return pos, neg, offsets
 
     def save(self, stage: int, step: int) -> None:
         keep = getattr(self, "keep", None)
         if keep is None and (self.refine_info is not None or self._aligned):
-            root = Path(self.cfg.cache_dir) / "train"
-            keep = {Path(n).relative_to(root).as_posix(): self.clips[k].keep.tolist() for n, k in self.names.items()}
+            keep = {self._rel(n): self.clips[k].keep.tolist() for n, k in self.names.items()}
         extra = {"stage": stage, "step": step, "optimizer": self.opt.state_dict(),
                  "np_rng": self.rng.bit_generator.state, "torch_rng": self.trng.get_state(),
                  "refine": self.refine_info, "keep": keep, "elapsed": self.elapsed(), "train_config": asdict(self.cfg),
                  "ema": self.ema.state_dict() if self.ema is not None else None, "aligned": self._aligned,
-                 "offsets": {Path(n).relative_to(Path(self.cfg.cache_dir) / "train").as_posix(): int(self.clips[k].offset)
-                             for n, k in self.names.items() if self.clips[k].offset}}
+                 "offsets": {self._rel(n): int(self.clips[k].offset) for n, k in self.names.items() if self.clips[k].offset}}
         save_checkpoint(self.model, self.out / "latest.pt", half=False, meta=self._meta(stage, step), extra=extra)
         self.log(f"  checkpoint {self.out / 'latest.pt'} (stage {stage}, step {step})")
 
