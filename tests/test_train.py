@@ -302,7 +302,7 @@ def test_clip_alignment_finds_the_clips_own_offset():
     assert clip_alignment(curves, max_cols=30) == 8
     assert clip_alignment(curves, max_cols=5) is None  # the minimum is beyond the range: on its edge
     assert clip_alignment(curves[:5], max_cols=30) == 0  # too few windows to move the clip
-    assert clip_alignment(curves, max_cols=0 + 30, min_windows=31) == 0
+    assert clip_alignment(curves, max_cols=30, min_windows=31) == 0
 
 
 def test_sampler_takes_the_positive_at_the_clips_own_offset():
