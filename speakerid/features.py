@@ -8,6 +8,8 @@ video whose audio lags (offset_ms > 0) is matched. Every module uses these helpe
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+
 import numpy as np
 
 SAMPLE_RATE = 16_000
@@ -70,6 +72,44 @@ def compute_mfcc(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarra
                      nfft=512, ceplifter=CEP_LIFTER)
         out[:, c0:c1] = feats[lead:lead + c1 - c0].T
     return out
+
+
+def iter_mfcc(pieces: Iterable[np.ndarray], sample_rate: int = SAMPLE_RATE) -> Iterator[np.ndarray]:
+    """:func:`compute_mfcc` of the concatenation of ``pieces`` (16 kHz mono samples, e.g. from
+    :func:`speakerid.media.iter_audio`), in blocks of ``MFCC_CHUNK_COLS`` columns (the last up
+    to two more) as the samples arrive: the same numbers, without ever holding the whole signal.
+
+    A block of columns ``[c0, c1)`` is made as soon as the samples under its last 25 ms window
+    have arrived, from the samples one hop before ``c0`` on (pre-emphasis looks one sample back;
+    that extra column is dropped). What is left at the end goes through :func:`compute_mfcc`,
+    which pads the tail as it does for a whole signal.
+    """
+    hop = sample_rate // MFCC_RATE
+    win = int(0.025 * sample_rate)
+    buf = np.zeros(0, np.float32)
+    base = 0  # sample number of buf[0]
+    c0 = 0    # next column to make
+    for x in pieces:
+        x = np.asarray(x, np.float32).reshape(-1)
+        if x.size:
+            buf = np.concatenate([buf, x])
+        while True:
+            c1 = c0 + MFCC_CHUNK_COLS
+            if base + buf.size < (c1 - 1) * hop + win:
+                break
+            lead = 1 if c0 else 0
+            s0 = (c0 - lead) * hop
+            seg = buf[s0 - base:(c1 - 1) * hop + win - base]
+            yield compute_mfcc(seg, sample_rate)[:, lead:lead + c1 - c0]
+            # keep from one hop before the next block (its pre-emphasis sample) on
+            drop = (c1 - 1) * hop - base
+            buf, base, c0 = buf[drop:], base + drop, c1
+    if base + buf.size == 0:
+        return
+    lead = 1 if c0 else 0
+    tail = compute_mfcc(buf[(c0 - lead) * hop - base:], sample_rate)[:, lead:]
+    if tail.shape[1]:
+        yield tail
 
 
 def normalize_cepstra(mfcc: np.ndarray, window_cols: int) -> np.ndarray:

@@ -349,9 +349,11 @@ class _DecodedAudio:
         return self.samples[:, -lead:] if lead < 0 else self.samples
 
 
-def _decode_audio(p: Path, *, rate: int | None, mono: bool, video_start_s: float | None) -> _DecodedAudio:
-    """Decode the first audio stream to planar float: at ``rate`` (None = its own) and mixed to
-    mono when asked, else with its own channel layout."""
+def _stream_audio(p: Path, meta: dict, *, rate: int | None, mono: bool, video_start_s: float | None) -> Iterator[np.ndarray]:
+    """Decode the first audio stream to planar float32 pieces ``(channels, n)``: at ``rate``
+    (None = its own) and mixed to mono when asked, else with its own channel layout. ``meta``
+    gets ``rate``, ``layout``, ``audio_start_s`` and ``video_start_s`` before the first piece,
+    and ``listed_s`` (the stream's listed duration, 0 if none) when the stream ends."""
     import av
 
     with _open(p) as c:
@@ -359,31 +361,47 @@ def _decode_audio(p: Path, *, rate: int | None, mono: bool, video_start_s: float
             raise NoAudioStreamError(f"{p}: has no audio stream (speech is needed for this)")
         aus = c.streams.audio[0]
         _check_codec(aus, p, "audio")
-        if video_start_s is None:
-            video_start_s = _first_video_time(c)
+        meta["video_start_s"] = float(_first_video_time(c) if video_start_s is None else video_start_s)
+        meta.update(rate=0, layout="", audio_start_s=0.0)
         resampler = None
-        out_rate, layout = 0, ""
-        chunks: list[np.ndarray] = []
-        audio_start = 0.0
         try:
             for f in c.decode(aus):
                 if resampler is None:
-                    out_rate = int(rate or f.sample_rate)
                     layout = "mono" if mono else f.layout.name
+                    meta.update(rate=int(rate or f.sample_rate), layout=layout,
+                                audio_start_s=float(f.time) if f.time is not None else 0.0)
                     # planar float keeps channels apart; nothing is mixed unless mono was asked for
-                    resampler = av.AudioResampler(format="fltp", layout=layout, rate=out_rate)
-                    audio_start = float(f.time) if f.time is not None else 0.0
+                    resampler = av.AudioResampler(format="fltp", layout=layout, rate=meta["rate"])
                 for g in resampler.resample(f):
-                    chunks.append(g.to_ndarray())
+                    yield g.to_ndarray().astype(np.float32, copy=False)
             if resampler is not None:
                 for g in resampler.resample(None):
-                    chunks.append(g.to_ndarray())
+                    yield g.to_ndarray().astype(np.float32, copy=False)
         except av.error.FFmpegError as e:
             raise CorruptMediaError(f"{p}: audio decoding failed ({e})") from e
-        listed_s = float(aus.duration * aus.time_base) if aus.duration and aus.time_base else 0.0
+        meta["listed_s"] = float(aus.duration * aus.time_base) if aus.duration and aus.time_base else 0.0
+
+
+def _decode_audio(p: Path, *, rate: int | None, mono: bool, video_start_s: float | None) -> _DecodedAudio:
+    """The whole first audio stream (see :func:`_stream_audio`) in one array."""
+    meta: dict = {}
+    chunks = list(_stream_audio(p, meta, rate=rate, mono=mono, video_start_s=video_start_s))
     samples = np.concatenate(chunks, axis=1).astype(np.float32, copy=False) if chunks else None
-    return _DecodedAudio(samples=samples, rate=out_rate, layout=layout, audio_start_s=audio_start,
-                         video_start_s=float(video_start_s), listed_s=listed_s)
+    return _DecodedAudio(samples=samples, rate=meta["rate"], layout=meta["layout"],
+                         audio_start_s=meta["audio_start_s"], video_start_s=meta["video_start_s"],
+                         listed_s=meta["listed_s"])
+
+
+def _check_decoded(p: Path, got_samples: int, sample_rate: int, listed_s: float) -> None:
+    if got_samples == 0:
+        if listed_s > 0:
+            raise CorruptMediaError(f"{p}: truncated or damaged: the audio stream lists {listed_s:.2f} s "
+                                    "but no samples could be decoded")
+        raise EmptyMediaError(f"{p}: audio stream has no decodable samples")
+    got_s = got_samples / sample_rate
+    if listed_s and got_s < 0.95 * listed_s - 0.1:
+        raise CorruptMediaError(f"{p}: truncated or damaged: the audio stream lists {listed_s:.2f} s "
+                                f"but only {got_s:.2f} s could be decoded")
 
 
 def read_audio(path: PathLike, *, sample_rate: int = SAMPLE_RATE, video_start_s: float | None = None) -> np.ndarray:
@@ -391,20 +409,37 @@ def read_audio(path: PathLike, *, sample_rate: int = SAMPLE_RATE, video_start_s:
 
     Sample 0 plays at the first video frame's presentation time (``video_start_s``, read from
     the file when not given; 0 for audio-only files). Audio that starts later is padded with
-    silence at the front; audio that starts earlier is trimmed.
+    silence at the front; audio that starts earlier is trimmed. For long files,
+    :func:`iter_audio` gives the same samples a piece at a time.
     """
     p = _check_path(path)
     dec = _decode_audio(p, rate=sample_rate, mono=True, video_start_s=video_start_s)
-    if dec.samples is None:
-        if dec.listed_s > 0:
-            raise CorruptMediaError(f"{p}: truncated or damaged: the audio stream lists {dec.listed_s:.2f} s "
-                                    "but no samples could be decoded")
-        raise EmptyMediaError(f"{p}: audio stream has no decodable samples")
-    got_s = dec.samples.shape[1] / sample_rate
-    if dec.listed_s and got_s < 0.95 * dec.listed_s - 0.1:
-        raise CorruptMediaError(f"{p}: truncated or damaged: the audio stream lists {dec.listed_s:.2f} s "
-                                f"but only {got_s:.2f} s could be decoded")
+    _check_decoded(p, 0 if dec.samples is None else dec.samples.shape[1], sample_rate, dec.listed_s)
     return dec.aligned()[0]
+
+
+def iter_audio(path: PathLike, *, sample_rate: int = SAMPLE_RATE, video_start_s: float | None = None) -> Iterator[np.ndarray]:
+    """:func:`read_audio`'s samples as consecutive mono float32 pieces (as they decode, ~20–60 ms
+    each), so a long file's audio is never held at once. The same checks are made; those that
+    need the whole stream (nothing decodable, truncated) raise after the last piece."""
+    p = _check_path(path)
+    meta: dict = {}
+    got = 0
+    skip = None  # samples to drop at the front (audio before the first video frame)
+    for piece in _stream_audio(p, meta, rate=sample_rate, mono=True, video_start_s=video_start_s):
+        got += piece.shape[1]
+        if skip is None:
+            lead = int(round((meta["audio_start_s"] - meta["video_start_s"]) * sample_rate))
+            if lead > 0:  # audio starts after the first frame: silence in front
+                yield np.zeros(lead, np.float32)
+            skip = max(0, -lead)
+        x = piece[0]
+        if skip:
+            k = min(skip, x.size)
+            x, skip = x[k:], skip - k
+        if x.size:
+            yield x
+    _check_decoded(p, got, sample_rate, meta.get("listed_s", 0.0))
 
 
 @dataclass

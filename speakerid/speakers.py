@@ -37,13 +37,15 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .features import COLS_PER_FRAME, MS_PER_COL, WINDOW_COLS, WINDOW_FRAMES, compute_mfcc
+from .features import COLS_PER_FRAME, MS_PER_COL, NUM_CEPSTRA, WINDOW_COLS, WINDOW_FRAMES, iter_mfcc
+from .rowstore import RowStore, StoredRows
 
 if TYPE_CHECKING:  # keep ``import speakerid.speakers`` free of torch until scoring runs
     from .faces import FaceAnalysis
@@ -251,7 +253,7 @@ def detect_speakers(video: str | os.PathLike, *, model: SyncNet | str | os.PathL
     without faces gives a result with no tracks.
     """
     from .faces import analyze_faces
-    from .media import probe, read_audio, require_audio, require_video
+    from .media import iter_audio, probe, require_audio, require_video
     from .progress import silent
 
     progress = progress or silent
@@ -265,8 +267,8 @@ def detect_speakers(video: str | os.PathLike, *, model: SyncNet | str | os.PathL
     # crops (12 KB per frame per face) are never all held
     analysis = analyze_faces(video, detect_every=detect_every, detect_width=detect_width,
                              embed=VideoWindowEmbedder(net), embed_step=window_step, progress=progress)
-    # the samples are handed over, not kept here: score_faces lets go of them after the MFCC
-    return score_faces(analysis, read_audio(video, video_start_s=info.video_start_s), net,
+    # the audio streams too: decoded, turned into MFCC and embedded a piece at a time
+    return score_faces(analysis, iter_audio(video, video_start_s=info.video_start_s), net,
                        threshold=threshold, smooth_frames=smooth_frames,
                        max_shift_frames=max_shift_frames, search_frames=search_frames,
                        window_step=window_step, exclusive=exclusive, progress=progress)
@@ -294,10 +296,6 @@ def _nanmean_cols(x: np.ndarray) -> np.ndarray:
     n = ok.sum(axis=1)
     s = np.where(ok, x, 0.0).sum(axis=1)
     return np.where(n > 0, s / np.maximum(n, 1), np.nan)
-
-
-NULL_GROUP = 4
-"""Far shifts whose null series are made at a time."""
 
 
 class _RunningStats:
@@ -329,86 +327,136 @@ class _RunningStats:
 @dataclass
 class _TrackScores:
     starts: np.ndarray  # window start, model frame (global)
-    conf: np.ndarray  # (n, n_shifts) median − distance
+    conf: StoredRows | np.ndarray  # (n, n_shifts) median − distance, on disk
     weight: np.ndarray  # (n,) how confident each window is (peak of its profile)
+    profile: np.ndarray  # (n_shifts,) confidence-weighted sum of the windows' profiles
 
 
-def _audio_embeddings(emb, mfcc: np.ndarray, step: int = SHIFT_STEP_COLS, chunk: int = 4096) -> np.ndarray:
-    """Embedding of the audio window starting at every ``step``-th MFCC column, float16
-    ``(ceil((T − 19) / step), D)``: computed a chunk at a time through the audio stream's
-    sliding path, so only the kept columns are ever held (0.5 KB each)."""
-    n = mfcc.shape[1] - WINDOW_COLS + 1
-    D = emb.model.config.embed_dim
-    out = np.empty((max(0, -(-n // step)), D), np.float16)
-    chunk -= chunk % step
-    mfcc = emb.model.prepare_mfcc(mfcc)  # normalised as a whole, then embedded piece by piece
+BLOCK_ROWS = 4096
+"""Windows, frames or audio columns handled at a time where a long video's tables are read
+from disk: bounds the working memory whatever the video's length."""
+
+
+def _audio_embeddings(emb, mfcc_blocks: Iterable[np.ndarray], step: int = SHIFT_STEP_COLS) -> tuple[StoredRows, int]:
+    """Embedding of the audio window starting at every ``step``-th MFCC column, float16 rows
+    ``(ceil((T − 19) / step), D)`` kept on disk, and ``T``. The MFCC arrive in blocks
+    (:func:`~speakerid.features.iter_mfcc`) and go to disk too; they are then normalised and
+    embedded a chunk at a time, each chunk read with the context its normalisation looks at,
+    so neither the signal, the MFCC nor the embeddings are ever held whole."""
+    model = emb.model
+    mfcc = RowStore(NUM_CEPSTRA, np.float32)
+    for blk in mfcc_blocks:
+        mfcc.append(blk.T)
+    T = len(mfcc)
+    n = T - WINDOW_COLS + 1
+    out = RowStore(model.config.embed_dim, np.float16)
+    h = int(model.config.cmn_cols) // 2  # the normalisation looks this many columns either side
+    chunk = max(step, BLOCK_ROWS - BLOCK_ROWS % step)
     for c0 in range(0, max(n, 0), chunk):
         c1 = min(n, c0 + chunk)
-        out[c0 // step:-(-c1 // step)] = emb.sequence(mfcc[:, c0:c1 + WINDOW_COLS - 1], prepared=True)[::step]
-    return out
+        lo, hi = max(0, c0 - h), min(T, c1 + WINDOW_COLS - 1 + h)
+        m = model.prepare_mfcc(mfcc.read(lo, hi).T)[:, c0 - lo:c1 + WINDOW_COLS - 1 - lo]
+        out.append(emb.sequence(m, prepared=True)[::step])
+    mfcc.close()
+    return out.view(), T
 
 
-def _audio_hubness(audio_emb: np.ndarray, video_embs: list[np.ndarray], max_video: int = 2000) -> np.ndarray:
+def _audio_hubness(audio_emb: StoredRows | np.ndarray, video_embs: list, max_video: int = 2000) -> np.ndarray:
     """Mean distance of each audio window to (a sample of) all the video windows of the video.
 
     Some audio (silence, noise, a held vowel) lies closer to every mouth than other audio does;
     subtracting this from the distances leaves what is specific to one mouth at one time.
     """
-    # the sample is taken across the tracks without joining them into one array
-    sizes = np.array([v.shape[0] for v in video_embs], np.int64)
+    # the sample is taken across the tracks, each track's share read at once
+    sizes = np.array([len(v) for v in video_embs], np.int64)
     total = int(sizes.sum())
     pick = np.linspace(0, total - 1, max_video).astype(np.int64) if total > max_video else np.arange(total)
     which = np.searchsorted(np.cumsum(sizes), pick, side="right")
     first = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    v = np.stack([video_embs[w][i - first[w]] for w, i in zip(which.tolist(), pick.tolist(), strict=True)]) \
-        .astype(np.float64)
+    v = np.concatenate([np.asarray(video_embs[w][pick[which == w] - first[w]])
+                        for w in np.unique(which).tolist()]).astype(np.float64)
     v2 = (v ** 2).sum(1)[None, :]
-    out = np.empty(audio_emb.shape[0])
-    for b in range(0, audio_emb.shape[0], 512):  # (512, 2000) float64 blocks: 8 MB
-        a = audio_emb[b:b + 512].astype(np.float64)
+    out = np.empty(len(audio_emb), np.float32)
+    for b in range(0, len(audio_emb), 512):  # (512, 2000) float64 blocks: 8 MB
+        a = np.asarray(audio_emb[b:b + 512], np.float64)
         d2 = (a ** 2).sum(1)[:, None] + v2 - 2.0 * a @ v.T
         out[b:b + 512] = np.sqrt(np.maximum(d2, 0.0)).mean(1)
     return out
 
 
-def _window_profiles(starts: np.ndarray, v: np.ndarray, audio_emb: np.ndarray, hub: np.ndarray | None,
-                     n_cols: int, shifts: np.ndarray, block: int = 128) -> _TrackScores:
+def _window_profiles(starts: np.ndarray, v, audio_emb, hub: np.ndarray | None, n_cols: int, shifts: np.ndarray,
+                     store: RowStore, block: int = 128) -> _TrackScores:
     """Distances of each window (video embeddings ``v``, model-frame ``starts``) to the audio at
-    every shift → confidence profiles. Rows are independent: done ``block`` windows at a time,
-    so only the (n, shifts) float32 result grows with the track's length (the block's
+    every shift → confidence profiles, written to ``store``. Rows are independent: done
+    ``block`` windows at a time, reading just the audio rows those windows reach (the block's
     (block, shifts, D) float32 gathers are ~13 MB each)."""
-    conf = np.empty((starts.size, shifts.size), np.float32)
     weight = np.empty(starts.size, np.float32)
+    profile = np.zeros(shifts.size)
+    rows = []
     for b in range(0, starts.size, block):
         st = starts[b:b + block]
         # audio window of video window k at shift s starts at column 4k + s; audio_emb holds
         # every SHIFT_STEP_COLS-th start column
         cols = COLS_PER_FRAME * st[:, None] + shifts[None, :]
         inside = (cols >= 0) & (cols + WINDOW_COLS <= n_cols)
-        idx = np.clip(cols // SHIFT_STEP_COLS, 0, audio_emb.shape[0] - 1)
-        a = audio_emb[idx].astype(np.float32)
-        d = np.linalg.norm(a - v[b:b + block, None, :].astype(np.float32), axis=2)
+        idx = np.clip(cols // SHIFT_STEP_COLS, 0, len(audio_emb) - 1)
+        lo = int(idx.min())
+        a = np.asarray(audio_emb[lo:int(idx.max()) + 1])[idx - lo].astype(np.float32)
+        d = np.linalg.norm(a - np.asarray(v[b:b + block], np.float32)[:, None, :], axis=2)
         del a
         if hub is not None:
-            d -= hub[idx].astype(np.float32)
+            d -= hub[idx]
         d[~inside] = np.nan
         with np.errstate(invalid="ignore"):
             med = np.nanmedian(np.where(inside.any(1, keepdims=True), d, 0.0), axis=1)
         c = med[:, None] - d
         peak = np.max(np.where(np.isfinite(c), c, -np.inf), axis=1)
-        conf[b:b + block] = c
-        weight[b:b + block] = np.maximum(np.where(np.isfinite(peak), peak, 0.0), 0.0)
-    return _TrackScores(starts=starts, conf=conf, weight=weight)
+        w = np.maximum(np.where(np.isfinite(peak), peak, 0.0), 0.0)
+        weight[b:b + block] = w
+        profile += np.nansum(c * w[:, None], axis=0)
+        rows.append(store.append(c))
+    conf = store.view(np.concatenate(rows)) if rows else np.zeros((0, shifts.size), np.float32)
+    return _TrackScores(starts=starts, conf=conf, weight=weight, profile=profile)
 
 
-def score_faces(analysis: FaceAnalysis, audio: np.ndarray, model: SyncNet, *,
+def _neighbour_mean(c: np.ndarray) -> np.ndarray:
+    """Per window and shift, the mean of the shift and its two neighbours (ignoring NaN; fewer
+    at the ends of the range)."""
+    ok = np.isfinite(c)
+    v = np.pad(np.where(ok, c, 0.0), ((0, 0), (1, 1)))
+    n = np.pad(ok.astype(np.float64), ((0, 0), (1, 1)))
+    s = v[:, :-2] + v[:, 1:-1] + v[:, 2:]
+    k = n[:, :-2] + n[:, 1:-1] + n[:, 2:]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(k > 0, s / np.maximum(k, 1), np.nan)
+
+
+def _add_null(stats: _RunningStats, s: _TrackScores, centre: np.ndarray, n_frames: int, far: np.ndarray,
+              smooth_frames: int) -> None:
+    """Add to ``stats`` the smoothed ±1-step score of one track at each of the ``far`` shifts
+    (audio well away from its own offset: the null). The track's frames are taken
+    ``BLOCK_ROWS`` at a time, each with the margin the moving mean reaches into, so the
+    (frames × far shifts) series is never held whole."""
+    margin = smooth_frames // 2 + 1
+    for f0 in range(0, n_frames, BLOCK_ROWS):
+        f1 = min(n_frames, f0 + BLOCK_ROWS)
+        a, b = max(0, f0 - margin), min(n_frames, f1 + margin)
+        i0, i1 = np.searchsorted(centre, [a, b])
+        nul = np.full((b - a, far.size), np.nan)
+        if i1 > i0:
+            nul[centre[i0:i1] - a] = _neighbour_mean(np.asarray(s.conf[i0:i1], np.float64))[:, far]
+        stats.add(_nan_moving_mean(nul, smooth_frames)[f0 - a:f1 - a])
+
+
+def score_faces(analysis: FaceAnalysis, audio: np.ndarray | Iterable[np.ndarray], model: SyncNet, *,
                 threshold: float = DEFAULT_THRESHOLD, smooth_frames: int = DEFAULT_SMOOTH_FRAMES,
                 max_shift_frames: int = DEFAULT_MAX_SHIFT_FRAMES, search_frames: int = DEFAULT_SEARCH_FRAMES,
                 window_step: int = 1, audio_norm: bool = True, exclusive: bool = True,
                 progress: ProgressFn | None = None) -> SpeakerResult:
     """Score the face tracks of ``analysis`` (with mouth crops, or with window embeddings
     streamed by ``analyze_faces(embed=VideoWindowEmbedder(model))``) against ``audio`` (16 kHz
-    mono, sample 0 = first video frame). The scoring half of :func:`detect_speakers`."""
+    mono, sample 0 = first video frame: one array, or consecutive pieces such as
+    :func:`speakerid.media.iter_audio` gives). The scoring half of :func:`detect_speakers`."""
     from .model import Embedder
     from .progress import silent
 
@@ -430,23 +478,24 @@ def score_faces(analysis: FaceAnalysis, audio: np.ndarray, model: SyncNet, *,
     shifts = np.arange(-search, search + 1, SHIFT_STEP_COLS)
     band = int(max_shift_frames) * COLS_PER_FRAME
 
-    mfcc = compute_mfcc(audio)
-    del audio  # 3.8 MB per minute; freed here when the caller did not keep it
-    n_cols = mfcc.shape[1]
+    pieces = [audio] if isinstance(audio, np.ndarray) else audio
+    del audio  # a caller's whole array is freed with the pieces once the MFCC exist
     emb = Embedder(model)
+    audio_emb, n_cols = _audio_embeddings(emb, iter_mfcc(pieces))
+    del pieces
     per_track: dict[int, _TrackScores | None] = {}
     if n_cols >= WINDOW_COLS:
-        audio_emb = _audio_embeddings(emb, mfcc)
-        vid: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        vid: dict[int, tuple[np.ndarray, Any]] = {}
         for i, t in enumerate(tracks):
-            # streamed by the faces stage (float16), or embedded here from the track's crops
-            local, v = t.window_embeddings_or(emb, step=window_step)
+            # streamed by the faces stage (float16, on disk), or embedded here from the track's crops
+            local, v = t.window_embeddings_or(emb, step=window_step, lazy=True)
             if local.size:
                 vid[t.id] = (t.model_frames[local], v)
             progress("scoring", i + 1, len(tracks))
         hub = _audio_hubness(audio_emb, [v for _, v in vid.values()]) if audio_norm and vid else None
+        conf_store = RowStore(shifts.size, np.float32)
         for tid, (starts, v) in vid.items():
-            per_track[tid] = _window_profiles(starts, v, audio_emb, hub, n_cols, shifts)
+            per_track[tid] = _window_profiles(starts, v, audio_emb, hub, n_cols, shifts, conf_store)
 
     # 2. the video's offset: confidence-weighted sum of every window's profile
     scored = {tid: s for tid, s in per_track.items() if s is not None}
@@ -457,7 +506,7 @@ def score_faces(analysis: FaceAnalysis, audio: np.ndarray, model: SyncNet, *,
         return result
     total = np.zeros(shifts.size)
     for s in scored.values():
-        total += np.nansum(s.conf * s.weight[:, None], axis=0)
+        total += s.profile
     g = int(np.argmax(total))
     result.offset_ms = float(shifts[g] * MS_PER_COL)
     diag["global_profile"] = total
@@ -473,30 +522,23 @@ def score_faces(analysis: FaceAnalysis, audio: np.ndarray, model: SyncNet, *,
         s = scored.get(t.id)
         if s is None:
             continue
-        prof = np.nansum(s.conf * s.weight[:, None], axis=0)
+        prof = s.profile
         diag["profiles"][t.id] = prof
         j = int(np.flatnonzero(near)[np.argmax(prof[near])])
         chosen[t.id] = j
         # ±1 step around the chosen shift: the true offset may lie between grid points
         lo, hi = max(0, j - 1), min(shifts.size, j + 2)
-        w = _nanmean_cols(s.conf[:, lo:hi])
+        w = np.concatenate([_nanmean_cols(np.asarray(c, np.float64)[:, lo:hi]) for _, c in _blocks(s.conf)]
+                           or [np.zeros(0)])
         m0 = int(t.model_frames[0])
         series = np.full(t.model_frames.size, np.nan)
         centre = s.starts - m0 + WINDOW_FRAMES // 2
         series[centre] = w
         raw_series[t.id] = series
-        diag["window_scores"][t.id] = (s.starts + WINDOW_FRAMES // 2, w)
+        diag["window_scores"][t.id] = (s.starts + WINDOW_FRAMES // 2, w.astype(np.float32))
         # null: the same statistic with the audio shifted well away from this track's offset
         far = np.flatnonzero(np.abs(shifts - shifts[j]) > band)
-        # a few far shifts at a time: only the null's mean and spread are needed, and the whole
-        # (frames × far shifts) series would cost ~1 MB per minute per face, many times over
-        for g in range(0, far.size, NULL_GROUP):
-            grp = far[g:g + NULL_GROUP]
-            nul = np.full((t.model_frames.size, grp.size), np.nan)
-            # same ±1-step averaging as the real score, so the null has the same spread
-            c = s.conf
-            nul[centre] = np.stack([_nanmean_cols(c[:, max(0, f - 1):f + 2]) for f in grp], axis=1)
-            null_stats.add(_nan_moving_mean(nul, smooth_frames))
+        _add_null(null_stats, s, centre, t.model_frames.size, far, smooth_frames)
 
     # 4. calibration against the mismatched-audio null of this video
     if null_stats.n >= 10:
@@ -527,6 +569,12 @@ def score_faces(analysis: FaceAnalysis, audio: np.ndarray, model: SyncNet, *,
     result.diagnostics = diag
     result.relabel(threshold, exclusive=exclusive)
     return result
+
+
+def _blocks(rows):
+    """``(first, block)`` of consecutive rows of an array or of rows on disk."""
+    for b in range(0, len(rows), BLOCK_ROWS):
+        yield b, rows[b:b + BLOCK_ROWS]
 
 
 def label_tracks(tracks: list[SpeakerTrack], threshold: float, num_frames: int, *, exclusive: bool = True,

@@ -350,8 +350,11 @@ def test_streamed_embeddings_are_used_only_for_their_model(example_15fps):
     a = analyze_faces(example_15fps, embed=VideoWindowEmbedder(small), embed_step=2)
     t = a.tracks[0]
     assert t.window_step == 2 and t.window_positions.tolist() == t.scorable_windows(step=2).tolist()
-    pos, v = t.window_embeddings_or(Embedder(small), step=2)
+    pos, v = t.window_embeddings_or(Embedder(small), step=2, lazy=True)
     assert v is t.window_embeddings and pos is t.window_positions
+    # read from disk into one array unless asked to stay lazy
+    pos, v = t.window_embeddings_or(Embedder(small), step=2)
+    assert isinstance(v, np.ndarray) and np.array_equal(v, np.asarray(t.window_embeddings))
     # not streamed at step 1, nor by this other model, and no crops to fall back on
     with pytest.raises(ValueError, match="no mouth crops"):
         t.window_embeddings_or(Embedder(small), step=1)

@@ -126,3 +126,24 @@ def test_mfcc_in_chunks_is_exactly_the_one_pass_mfcc(grid_clip, monkeypatch):
         monkeypatch.undo()
         assert chunked.shape == whole.shape == (F.NUM_CEPSTRA, int(np.ceil(n / 160)))
         np.testing.assert_array_equal(chunked, whole)
+
+
+def test_mfcc_from_pieces_is_exactly_the_one_pass_mfcc(grid_clip, monkeypatch):
+    """iter_mfcc (streamed audio of a long video) gives compute_mfcc's numbers, bit for bit,
+    whatever the pieces' sizes and wherever its blocks of columns fall."""
+    audio = read_audio(grid_clip)
+    monkeypatch.setattr(F, "MFCC_CHUNK_COLS", 37)  # many blocks from a 3 s clip
+    rng = np.random.default_rng(5)
+    for n in (audio.size, audio.size - 77, 37 * 160, 37 * 160 + 1, 400, 100, 0):
+        x = audio[:n]
+        whole = F.compute_mfcc(x)
+        for piece in (1, 333, 160 * 37, max(n, 1)):
+            # random cut points, or a piece every 97 samples
+            inner = rng.integers(0, n + 1, n // piece + 1) if piece > 1 else np.arange(0, n, 97)
+            cuts = np.unique(np.concatenate([[0, n], inner]))
+            pieces = [x[a:b] for a, b in zip(cuts[:-1], cuts[1:])]
+            blocks = list(F.iter_mfcc(pieces))
+            got = np.concatenate(blocks, axis=1) if blocks else np.zeros((F.NUM_CEPSTRA, 0), np.float32)
+            assert all(b.shape[1] <= 37 + 2 for b in blocks)  # the last may hold the 2 padded columns too
+            assert got.shape == whole.shape, (n, piece)
+            np.testing.assert_array_equal(got, whole)

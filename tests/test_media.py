@@ -15,6 +15,7 @@ from speakerid import errors
 from speakerid.media import (
     Timeline,
     atomic_output,
+    iter_audio,
     iter_frames,
     probe,
     read_audio,
@@ -196,6 +197,18 @@ def test_late_audio_aac_mp4(late_audio_mp4):
     assert all(abs(g - e) <= SR // 1000 for g, e in zip(got, expect)), (got, expect)
 
 
+def test_iter_audio_gives_read_audios_samples_piece_by_piece(late_audio_mkv, late_audio_mp4):
+    """The streamed decode (long videos) is the whole decode cut in pieces: the same silence in
+    front of late audio, the same trim after a later video start, the same samples."""
+    cases = [(late_audio_mkv, None), (late_audio_mp4, None), (late_audio_mkv, AUDIO_DELAY_S + 0.6),
+             (late_audio_mkv, AUDIO_DELAY_S + 0.0101)]
+    for path, start in cases:
+        whole = read_audio(path, video_start_s=start)
+        pieces = list(iter_audio(path, video_start_s=start))
+        assert len(pieces) > 5 and all(p.dtype == np.float32 and p.ndim == 1 for p in pieces)
+        np.testing.assert_array_equal(np.concatenate(pieces), whole)
+
+
 def test_audio_only_and_no_audio(audio_only, no_audio):
     info = probe(audio_only)
     assert not info.has_video and info.has_audio and info.audio_rate == 16000
@@ -245,14 +258,14 @@ def test_bad_input_raises_its_error(request, fixture, error):
 
 
 def test_truncated_is_caught_by_every_reader(truncated):
-    for fn in (lambda p: list(iter_frames(p)), read_audio, read_frame_times):
+    for fn in (lambda p: list(iter_frames(p)), read_audio, lambda p: list(iter_audio(p)), read_frame_times):
         with pytest.raises(errors.CorruptMediaError, match="truncated"):
             fn(truncated)
 
 
 def test_missing_file(tmp_path):
     missing = tmp_path / "nowhere" / "clip.mp4"
-    for fn in (probe, read_audio, read_frame_times, lambda p: next(iter_frames(p))):
+    for fn in (probe, read_audio, read_frame_times, lambda p: next(iter_frames(p)), lambda p: next(iter_audio(p))):
         with pytest.raises(errors.InputNotFoundError, match="clip.mp4"):
             fn(missing)
     with pytest.raises(errors.InputNotFoundError, match="not a regular file"):

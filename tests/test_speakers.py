@@ -239,6 +239,30 @@ def test_streamed_default_path_matches_the_crops_path(clip30, monkeypatch):
     np.testing.assert_allclose(m_stream.window_curves, m_crops.window_curves, atol=2e-3)
 
 
+def test_scoring_in_small_blocks_from_audio_pieces_is_the_same(clip30, monkeypatch):
+    """Long videos are scored from disk a block at a time, with the audio streamed in pieces
+    (MFCC, their normalisation and embeddings a chunk at a time). Tiny blocks and pieces, so
+    every boundary is crossed many times, give the one-block result up to float rounding."""
+    import speakerid.speakers as S
+    from speakerid.faces import analyze_faces
+    from speakerid.model import load_model
+
+    net = load_model(MODEL)
+    analysis = analyze_faces(clip30)
+    audio = read_audio(clip30, video_start_s=probe(clip30).video_start_s)
+    whole = score_faces(analysis, audio, net)
+    monkeypatch.setattr(S, "BLOCK_ROWS", 16)
+    pieces = (audio[i:i + 1234] for i in range(0, audio.size, 1234))
+    blocked = score_faces(analysis, pieces, net)
+    assert blocked.offset_ms == whole.offset_ms and len(blocked.tracks) == len(whole.tracks) == 3
+    assert blocked.diagnostics["null"] == pytest.approx(whole.diagnostics["null"], rel=1e-5)
+    for b, w in zip(blocked.tracks, whole.tracks, strict=True):
+        assert b.offset_ms == w.offset_ms
+        np.testing.assert_allclose(b.scores, w.scores, atol=1e-4)
+        np.testing.assert_array_equal(b.speaking, w.speaking)
+    assert [x.to_dict() for x in blocked.segments] == [x.to_dict() for x in whole.segments]
+
+
 def test_no_audio_raises(tmp_path):
     silent_video = tmp_path / "no_audio.mp4"
     write_video(silent_video, (f.image for f in iter_frames(VIDEO) if f.index < 25), 25.0)

@@ -21,6 +21,7 @@ import numpy as np
 from ..errors import NoVideoStreamError
 from ..media import MediaInfo, Timeline, iter_frames, probe, require_video
 from ..progress import ProgressFn, silent
+from ..rowstore import RowStore, StoredRows
 from .detector import CenterFaceDetector, Detection, FaceDetector, default_detector
 from .mouth import CROP_SIZE, MIN_FACE_PX, crop_mouth
 from .shots import ShotDetector
@@ -65,8 +66,9 @@ class FaceTrack:
     """Positions ``i`` (into ``model_frames``) of the windows ``[i, i + 5)`` embedded while
     streaming: the scorable windows (every one, or those whose first model frame is a
     multiple of ``window_step``)."""
-    window_embeddings: np.ndarray | None = None
-    """``(len(window_positions), D)`` float16 embeddings of those windows."""
+    window_embeddings: np.ndarray | StoredRows | None = None
+    """``(len(window_positions), D)`` float16 embeddings of those windows, kept on disk
+    (:class:`speakerid.rowstore.StoredRows`; ``np.asarray`` reads them)."""
     window_step: int = 1
     window_embedder: Any = field(default=None, repr=False, compare=False)
     """The ``embed`` callable that made ``window_embeddings`` (its ``.model`` is checked against
@@ -96,7 +98,8 @@ class FaceTrack:
             pos = pos[self.model_frames[pos] % step == 0]
         return pos
 
-    def window_embeddings_or(self, embedder, step: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    def window_embeddings_or(self, embedder, step: int = 1, *,
+                             lazy: bool = False) -> tuple[np.ndarray, np.ndarray | StoredRows]:
         """``(positions, embeddings)`` of the track's scorable windows (see
         :meth:`scorable_windows`): the ones streamed by the faces stage when there are, else
         ``embedder.video(crops, positions)`` (``embedder``: a :class:`speakerid.model.Embedder`).
@@ -104,6 +107,8 @@ class FaceTrack:
         Streamed embeddings are float16 and are used only when they cover ``step`` and came
         from ``embedder``'s model (the ``.model`` of the ``embed`` callable; one without is
         trusted); otherwise the crops are embedded, and a track with neither raises ValueError.
+        ``lazy``: streamed embeddings stay on disk (a :class:`~speakerid.rowstore.StoredRows`
+        to read a block at a time) instead of being read into one array.
         """
         if self.window_embeddings is not None and self.window_positions is not None:
             made_by = getattr(self.window_embedder, "model", None)
@@ -112,7 +117,10 @@ class FaceTrack:
                 pos, emb = self.window_positions, self.window_embeddings
                 if step > self.window_step:
                     keep = self.model_frames[pos] % step == 0
-                    pos, emb = pos[keep], emb[keep]
+                    pos = pos[keep]
+                    emb = emb.subset(keep) if isinstance(emb, StoredRows) else emb[keep]
+                if isinstance(emb, StoredRows) and not lazy:
+                    emb = np.asarray(emb)
                 return pos, emb
         pos = self.scorable_windows(step)
         if self.crops is None:
@@ -199,8 +207,9 @@ def analyze_faces(video: str | os.PathLike, *, detector: FaceDetector | None = N
     ``embed``: stream instead of keeping the crops. Each track's scorable 5-frame windows
     (see :meth:`FaceTrack.scorable_windows`; with ``embed_step > 1`` only those starting on a
     model frame that is a multiple of it) are passed to ``embed`` in batches as the second pass
-    cuts them, and stored as ``window_positions`` / ``window_embeddings`` (float16); ``crops``
-    stays None and memory no longer grows by 12 KB per frame per face.
+    cuts them, and stored as ``window_positions`` / ``window_embeddings`` (float16, in a
+    temporary file: :class:`~speakerid.rowstore.StoredRows`); ``crops`` stays None and memory
+    does not grow with the video.
     """
     progress = progress or silent
     info = probe(video)
@@ -274,7 +283,9 @@ class _WindowStream:
 
     Keeps a ring of each open track's last 5 crops; a window whose 5 frames are all scorable is
     queued as soon as its last frame is cut, and the queue is embedded ``EMBED_BATCH`` at a time
-    (windows of all tracks together, so short tracks still fill batches).
+    (windows of all tracks together, so short tracks still fill batches). The embeddings go to
+    one temporary file for all tracks (:class:`~speakerid.rowstore.RowStore`; a file per track
+    would run out of file handles on a long video with many shots).
     """
 
     def __init__(self, embed: WindowEmbedFn, tracks: list[FaceTrack], step: int = 1):
@@ -288,7 +299,8 @@ class _WindowStream:
         self._queue: list[np.ndarray] = []
         self._who: list[tuple[int, int]] = []
         self._pos: list[list[np.ndarray]] = [[] for _ in tracks]
-        self._emb: list[list[np.ndarray]] = [[] for _ in tracks]
+        self._rows: list[list[np.ndarray]] = [[] for _ in tracks]
+        self._store: RowStore | None = None
         self._dim = 0
 
     def add(self, ti: int, i: int, crop: np.ndarray) -> None:
@@ -317,13 +329,15 @@ class _WindowStream:
         e = np.asarray(self.embed(x))
         if e.ndim != 2 or e.shape[0] != x.shape[0]:
             raise ValueError(f"embed returned shape {e.shape} for {x.shape[0]} windows; expected ({x.shape[0]}, D)")
-        e = e.astype(np.float16)
         self._dim = e.shape[1]
+        if self._store is None:
+            self._store = RowStore(self._dim, np.float16)
+        rows = self._store.append(e)
         who = np.asarray(self._who, np.int64)
         for ti in np.unique(who[:, 0]).tolist():
             m = who[:, 0] == ti
             self._pos[ti].append(who[m, 1])
-            self._emb[ti].append(e[m])
+            self._rows[ti].append(rows[m])
         self._queue.clear()
         self._who.clear()
 
@@ -332,11 +346,11 @@ class _WindowStream:
         self._ring.clear()
         for ti, t in enumerate(self.tracks):
             t.window_positions = (np.concatenate(self._pos[ti]) if self._pos[ti] else np.zeros(0, np.int64))
-            t.window_embeddings = (np.concatenate(self._emb[ti]) if self._emb[ti]
+            t.window_embeddings = (self._store.view(np.concatenate(self._rows[ti])) if self._rows[ti]
                                    else np.zeros((0, self._dim), np.float16))
             t.window_step = self.step
             t.window_embedder = self.embed
-            self._pos[ti] = self._emb[ti] = []
+            self._pos[ti] = self._rows[ti] = []
 
 
 def _cut_crops(video, analysis: FaceAnalysis, progress: ProgressFn, sink: _WindowStream | None = None) -> None:
