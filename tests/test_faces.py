@@ -169,8 +169,7 @@ def _raw(frames, box_at):
     for f in frames:
         b = np.asarray(box_at(f), np.float32)
         lm = np.tile(b[:2], (5, 1)).astype(np.float32)
-        r.frames.append(f)
-        r.dets.append(Detection(box=b, score=0.9, landmarks=lm))
+        r.add(f, Detection(box=b, score=0.9, landmarks=lm))
     return r
 
 
@@ -183,6 +182,12 @@ def test_densify_interpolates_splits_and_holds():
     assert d0.detected.tolist() == [f % 3 == 0 for f in range(10)]
     np.testing.assert_allclose(d1.boxes[-3:, 0], 46)  # held after the last keyframe (36)
     assert d0.landmarks.shape == (10, 5, 2)
+    # packed detections come back as they went in; landmarks only if every detection had them
+    np.testing.assert_array_equal(r.scores, np.float32(0.9))
+    assert r.landmarks.shape == (7, 5, 2) and r.boxes.dtype == np.float32
+    r.add(40, Detection(box=np.array([1, 2, 3, 4], np.float32), score=0.5))
+    assert r.landmarks is None and r.boxes[-1].tolist() == [1, 2, 3, 4]
+    assert densify(r, max_gap=10, smooth_frames=1)[0].landmarks is None
     # a piece with too few detections is dropped
     assert densify(_raw([0, 50], lambda f: (0, 0, 10, 10)), max_gap=10, smooth_frames=1) == []
 
@@ -190,7 +195,7 @@ def test_densify_interpolates_splits_and_holds():
 def test_densify_smooths_jitter():
     rng = np.random.default_rng(0)
     r = _raw(list(range(0, 60, 2)), lambda f: (100 + rng.normal(0, 3), 50, 160, 120))
-    raw_x = np.array([d.box[0] for d in r.dets])
+    raw_x = r.boxes[:, 0]
     (d,) = densify(r, max_gap=5, smooth_frames=9, min_detections=2)
     assert d.boxes[:, 0].std() < 0.6 * raw_x.std()
     assert abs(d.boxes[:, 0].mean() - 100) < 1.5

@@ -7,6 +7,7 @@ above the recent typical change, so fast motion and camera pans do not fire it.
 """
 from __future__ import annotations
 
+from array import array
 from collections import deque
 
 import numpy as np
@@ -25,7 +26,8 @@ class ShotDetector:
         self._recent: deque[float] = deque(maxlen=25)
         self._since_cut = 0
         self.cuts: list[int] = [0]
-        self.scores: list[float] = []
+        self.scores = array("f")
+        """Every frame's change score (a float32 each: a long video has many frames)."""
 
     def update(self, index: int, image_bgr: np.ndarray) -> bool:
         import cv2
