@@ -55,6 +55,12 @@ class SyncNetConfig:
     """Give the video stream the 4 frame-to-frame differences beside the 5 frames (9 input
     channels): motion that does not depend on what a face looks like."""
 
+    video_ref: int = 0
+    """Subtract from each mouth frame the track's mean mouth over a centred window of this many
+    frames (:meth:`SyncNet.mouth_reference`): what the mouth does, less what this face looks
+    like at rest; 0 = off. The video stream then takes 6 channels, the 5 frames and the
+    reference of the window's centre frame."""
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -141,9 +147,32 @@ class SyncNet(nn.Module):
             return normalize_cepstra(mfcc, self.config.cmn_cols)
         return np.asarray(mfcc, np.float32)
 
+    def mouth_reference(self, crops: np.ndarray) -> np.ndarray | None:
+        """Per frame of one track's ``(N, 111, 111)`` crops, the mean crop over a centred window
+        of ``config.video_ref`` frames (cut at the track's ends), uint8; None when the model
+        does not use references."""
+        w = int(self.config.video_ref)
+        if not w:
+            return None
+        n = crops.shape[0]
+        cs = np.zeros((n + 1,) + crops.shape[1:], np.float32)
+        np.cumsum(crops, axis=0, dtype=np.float32, out=cs[1:])
+        i = np.arange(n)
+        lo = np.clip(i - w // 2, 0, n)
+        hi = np.clip(i - w // 2 + w, 0, n)
+        mean = (cs[hi] - cs[lo]) / (hi - lo)[:, None, None]
+        return np.clip(np.rint(mean), 0, 255).astype(np.uint8)
+
     def embed_video(self, crops: torch.Tensor) -> torch.Tensor:
-        """``(B, 5, 111, 111)`` crops with values 0..255 (uint8 or float) → ``(B, D)``."""
+        """``(B, 5, 111, 111)`` crops with values 0..255 (uint8 or float) → ``(B, D)``; with
+        ``config.video_ref``, ``(B, 6, 111, 111)``: the 5 crops and their reference."""
         x = crops.to(self.pixel_mean.dtype) / 255.0
+        if self.config.video_ref:
+            if x.shape[1] != WINDOW_FRAMES + 1:
+                raise ValueError("this model needs each window's mouth reference as a 6th channel "
+                                 "(SyncNet.mouth_reference)")
+            # residual ×4: a few grey levels next to the frames' spread
+            return self._norm(self.video(4 * (x[:, :WINDOW_FRAMES] - x[:, WINDOW_FRAMES:]) / self.pixel_std))
         x = (x - self.pixel_mean) / self.pixel_std
         if self.config.video_diff:
             # differences ×4: they are small next to the frames, and carry the timing
@@ -283,8 +312,14 @@ class Embedder:
         """Embeddings of the 5-frame windows ``crops[s:s+5]`` for each start ``s`` → ``(n, D)``.
         Windows are gathered a batch at a time, so overlapping windows are not all copied at once."""
         starts = np.asarray(starts, dtype=np.int64)
-        out = [self._embed_video(crops[starts[b:b + self.batch_size, None] + np.arange(WINDOW_FRAMES)])
-               for b in range(0, starts.size, self.batch_size)]
+        ref = self.model.mouth_reference(crops)
+        out = []
+        for b in range(0, starts.size, self.batch_size):
+            st = starts[b:b + self.batch_size]
+            win = crops[st[:, None] + np.arange(WINDOW_FRAMES)]
+            if ref is not None:
+                win = np.concatenate([win, ref[st + WINDOW_FRAMES // 2][:, None]], axis=1)
+            out.append(self._embed_video(win))
         return np.concatenate(out) if out else np.zeros((0, self.model.config.embed_dim), np.float32)
 
     def _embed_video(self, batch: np.ndarray) -> np.ndarray:
@@ -341,12 +376,16 @@ class VideoWindowEmbedder:
     """``(B, 5, 111, 111)`` uint8 mouth windows → ``(B, D)`` float32 embeddings: the ``embed``
     callable of :func:`speakerid.faces.analyze_faces`, which embeds each track's windows while
     it decodes instead of keeping the crops. Counts the wall and CPU seconds spent embedding.
+    For a model with mouth references (``reference`` > 0) a window is ``(6, 111, 111)``: its 5
+    crops and its reference (:meth:`SyncNet.mouth_reference`), which the faces stage makes.
 
     ``batch_size`` 32 costs as little CPU per window as larger batches on CPU, and ~25 MB of
     activations instead of ~90–150 MB at 128."""
 
     def __init__(self, model: SyncNet, batch_size: int = 32):
         self.model = model
+        self.reference = int(model.config.video_ref)
+        """Frames of the mouth reference each window needs beside its 5 crops (0: none)."""
         self.seconds = 0.0
         self.cpu_seconds = 0.0
         self._embedder = Embedder(model, batch_size=int(batch_size))
@@ -356,8 +395,9 @@ class VideoWindowEmbedder:
 
         t0, c0 = time.perf_counter(), time.process_time()
         windows = np.asarray(windows)
-        if windows.ndim != 4 or windows.shape[1:] != (WINDOW_FRAMES, CROP, CROP):
-            raise ValueError(f"expected (B, {WINDOW_FRAMES}, {CROP}, {CROP}) windows, got {windows.shape}")
+        depth = WINDOW_FRAMES + (1 if self.reference else 0)
+        if windows.ndim != 4 or windows.shape[1:] != (depth, CROP, CROP):
+            raise ValueError(f"expected (B, {depth}, {CROP}, {CROP}) windows, got {windows.shape}")
         out = self._embedder.windows(windows)
         self.seconds += time.perf_counter() - t0
         self.cpu_seconds += time.process_time() - c0

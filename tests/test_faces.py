@@ -347,6 +347,39 @@ def test_streamed_embeddings_equal_embedding_the_kept_crops(example_15fps):
         np.testing.assert_array_equal(v2, s.window_embeddings[np.isin(s.window_positions, pos2)])
 
 
+@pytest.mark.parametrize("ref", [9, 75])
+def test_streamed_windows_carry_the_mouth_reference_of_the_kept_crops(example_15fps, ref):
+    """For a model with mouth references, the streamed windows hold their 5 crops and the mean
+    crop over the centred span of their track: the very windows the kept-crops path cuts
+    (SyncNet.mouth_reference), whether the span lies inside the track (9) or is cut by its ends
+    (75 frames, longer than the 3 s tracks)."""
+    from speakerid.model import SyncNet, SyncNetConfig, VideoWindowEmbedder
+
+    net = SyncNet(SyncNetConfig(width=2, embed_dim=8, audio_width=2, mouth_px=75, video_ref=ref)).eval()
+    embed = VideoWindowEmbedder(net)
+    seen = {}
+
+    def spy(x):  # remembers every window by its content's first bytes; embeds for real
+        for w in x:
+            seen[w[:5].tobytes()] = w
+        return embed(x)
+
+    spy.model, spy.reference = net, embed.reference
+    streamed = analyze_faces(example_15fps, embed=spy)
+    kept = analyze_faces(example_15fps)
+    for k, s in zip(kept.tracks, streamed.tracks, strict=True):
+        assert s.window_positions.tolist() == k.scorable_windows().tolist()
+        reference = net.mouth_reference(k.crops)
+        for p in s.window_positions.tolist():
+            w = seen[k.crops[p:p + 5].tobytes()]
+            np.testing.assert_array_equal(w[:5], k.crops[p:p + 5])
+            np.testing.assert_array_equal(w[5], reference[p + 2])
+        # and the embeddings are those of the kept crops' windows
+        from speakerid.model import Embedder
+        np.testing.assert_allclose(np.asarray(s.window_embeddings, np.float32),
+                                   Embedder(net).video(k.crops, k.scorable_windows()), atol=2e-3, rtol=1e-2)
+
+
 def test_streamed_embeddings_are_used_only_for_their_model(example_15fps):
     from speakerid.model import Embedder, SyncNet, SyncNetConfig, VideoWindowEmbedder
 

@@ -55,6 +55,30 @@ def test_cmn_model_normalises_whole_clips_the_same_on_every_path():
     np.testing.assert_allclose(e.sequence(prepared[:, 30:80], prepared=True), seq[30:61], atol=1e-5)
 
 
+def test_mouth_reference_is_the_centred_mean_and_goes_with_every_window():
+    """A model with mouth references sees each window's 5 crops less the mean crop of its track
+    over a centred span (cut at the track's ends): a face's look at rest drops out, and a whole
+    track brightened or darkened by the same amount gives the same embeddings."""
+    m = SyncNet(SyncNetConfig(width=4, audio_width=4, embed_dim=16, mouth_px=75, video_ref=9)).eval()
+    crops = np.random.default_rng(1).integers(0, 200, (30, 111, 111)).astype(np.uint8)
+    ref = m.mouth_reference(crops)
+    for i in (0, 3, 4, 15, 25, 29):
+        lo, hi = max(0, i - 4), min(30, i + 5)
+        np.testing.assert_array_equal(ref[i], np.rint(crops[lo:hi].mean(0)).astype(np.uint8))
+    assert SyncNet(SyncNetConfig(width=4)).mouth_reference(crops) is None
+    short = SyncNet(SyncNetConfig(width=4, video_ref=75)).mouth_reference(crops)
+    np.testing.assert_array_equal(short, np.broadcast_to(np.rint(crops.mean(0)).astype(np.uint8), crops.shape))
+
+    e = Embedder(m)
+    starts = np.array([0, 7, 25])
+    got = e.video(crops, starts)
+    win = np.stack([np.concatenate([crops[s:s + 5], ref[s + 2][None]]) for s in starts])
+    np.testing.assert_allclose(got, e.windows(win), atol=1e-6)
+    np.testing.assert_allclose(e.video(crops + np.uint8(40), starts), got, atol=1e-5)
+    with pytest.raises(ValueError, match="6th channel"):
+        e.windows(win[:, :5])
+
+
 def test_checkpoint_round_trip(tmp_path):
     m = SyncNet(SyncNetConfig(width=4, audio_width=4, embed_dim=16))
     m.mfcc_mean.fill_(3.0)

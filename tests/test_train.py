@@ -341,3 +341,31 @@ def test_training_with_clip_alignment_runs_and_resumes_exactly(tmp_path):
     assert all(r["offset_ms"] is None or abs(r["offset_ms"]) <= 200 for r in rows)
     with pytest.raises(ValueError):
         Trainer(TrainConfig(out_dir=str(tmp_path / "c"), **{**base, "align_cols": MAX_ALIGN + 1}))
+
+
+def test_training_with_mouth_references_feeds_them_and_resumes_exactly(tmp_path):
+    """--video-ref: the sampler adds each window's reference (the mean crop of its clip around
+    the window's centre frame) as a 6th channel, training and evaluation run on it, and a run
+    interrupted and resumed ends with the same weights."""
+    rng = np.random.default_rng(0)
+    m = SyncNet(SyncNetConfig(width=4, video_ref=9))
+    c = _synthetic_clip(rng, name="a")
+    c.ref = m.mouth_reference(c.crops)
+    s = WindowSampler([c], chunk_len=4)
+    b = s.batch(np.random.default_rng(3), 2)
+    i0 = c.windows[s.widx[np.random.default_rng(3).integers(0, len(s), 2)]]
+    assert b["video"].shape == (8, 6, 111, 111)
+    for k, i in enumerate((i0[:, None] + np.arange(4)).ravel()):
+        assert np.array_equal(b["video"][k, :5].numpy(), c.crops[i:i + 5])
+        assert np.array_equal(b["video"][k, 5].numpy(), c.ref[i + 2])
+
+    _fake_cache(tmp_path, rng)
+    base = dict(cache_dir=str(tmp_path / "cache"), width=4, audio_width=4, embed_dim=16, chunks=2, chunk_len=4,
+                warmup=2, eval_every=3, rescan_every=0, threads=1, steps1=6, steps2=2, video_ref=9)
+    Trainer(TrainConfig(out_dir=str(tmp_path / "a"), **base), log=lambda m: None).run()
+    cfg_b = TrainConfig(out_dir=str(tmp_path / "b"), **base)
+    with pytest.raises(TrainingInterrupted):
+        Trainer(cfg_b, log=lambda m: None, stop_after=4).run()
+    Trainer(cfg_b, log=lambda m: None).run(resume=True)
+    fa, fb = read_checkpoint(tmp_path / "a" / "final.pt"), read_checkpoint(tmp_path / "b" / "final.pt")
+    assert fa["config"]["video_ref"] == 9 and fa["fingerprint"] == fb["fingerprint"]

@@ -282,11 +282,16 @@ def analyze_faces(video: str | os.PathLike, *, detector: FaceDetector | None = N
 class _WindowStream:
     """Turns each track's mouth crops into window embeddings as pass 2 cuts them.
 
-    Keeps a ring of each open track's last 5 crops; a window whose 5 frames are all scorable is
+    Keeps a ring of each open track's last crops; a window whose 5 frames are all scorable is
     queued as soon as its last frame is cut, and the queue is embedded ``EMBED_BATCH`` at a time
     (windows of all tracks together, so short tracks still fill batches). The embeddings go to
     one temporary file for all tracks (:class:`~speakerid.rowstore.RowStore`; a file per track
     would run out of file handles on a long video with many shots).
+
+    A model with mouth references (``embed.reference`` frames, see
+    :meth:`speakerid.model.SyncNet.mouth_reference`) also needs the mean crop over a centred
+    span of its track around each window: the window then waits until the last frame of that
+    span is cut, and the ring holds the span (75 frames: 0.9 MB per open track).
     """
 
     def __init__(self, embed: WindowEmbedFn, tracks: list[FaceTrack], step: int = 1):
@@ -296,7 +301,11 @@ class _WindowStream:
         self.tracks = tracks
         self.step = max(1, int(step))
         self.W = WINDOW_FRAMES
+        self.ref = int(getattr(embed, "reference", 0) or 0)
+        self.R = self.W + self.ref  # ring size
         self._ring: dict[int, np.ndarray] = {}
+        self._held: dict[int, np.ndarray] = {}  # which position each ring slot holds
+        self._waiting: dict[int, list[int]] = {}  # windows waiting for the end of their reference span
         self._queue: list[np.ndarray] = []
         self._who: list[tuple[int, int]] = []
         self._pos: list[list[np.ndarray]] = [[] for _ in tracks]
@@ -304,24 +313,63 @@ class _WindowStream:
         self._store: RowStore | None = None
         self._dim = 0
 
+    def _span(self, n: int, s: int) -> tuple[int, int]:
+        """The reference span [lo, hi) of the window starting at ``s`` in a track of ``n``
+        frames (as ``SyncNet.mouth_reference`` cuts it)."""
+        c = s + self.W // 2
+        return min(max(c - self.ref // 2, 0), n), min(max(c - self.ref // 2 + self.ref, 0), n)
+
     def add(self, ti: int, i: int, crop: np.ndarray) -> None:
         """Crop of track ``ti`` at position ``i`` (positions of a track come in increasing order;
         ``tracks[ti].scorable[i]`` is already set)."""
         t = self.tracks[ti]
-        W = self.W
+        W, R = self.W, self.R
         ring = self._ring.get(ti)
         if ring is None:
-            ring = self._ring[ti] = np.empty((W, CROP_SIZE, CROP_SIZE), np.uint8)
-        ring[i % W] = crop
+            ring = self._ring[ti] = np.empty((R, CROP_SIZE, CROP_SIZE), np.uint8)
+            self._held[ti] = np.full(R, -1, np.int64)
+            self._waiting[ti] = []
+        ring[i % R] = crop
+        self._held[ti][i % R] = i
         s = i - W + 1
         # a window's frames are all scorable only if each was cut, so the ring holds exactly them
         if s >= 0 and t.scorable[s:i + 1].all() and int(t.model_frames[s]) % self.step == 0:
-            self._queue.append(ring[np.arange(s, i + 1) % W])
-            self._who.append((ti, s))
-            if len(self._queue) >= EMBED_BATCH:
-                self._flush()
-        if i == t.model_frames.size - 1:
-            del self._ring[ti]
+            if self.ref:
+                self._waiting[ti].append(s)
+            else:
+                self._enqueue(ti, s, ring[np.arange(s, i + 1) % R])
+        last = i == t.model_frames.size - 1
+        if self.ref:
+            self._release(ti, i, last)
+        if last:
+            self._close(ti)
+
+    def _release(self, ti: int, i: int, last: bool) -> None:
+        """Queue the waiting windows of track ``ti`` whose reference span ends at or before
+        position ``i`` (all of them at the track's end), with their reference."""
+        n = self.tracks[ti].model_frames.size
+        ring, held, wait = self._ring[ti], self._held[ti], self._waiting[ti]
+        while wait:
+            s = wait[0]
+            lo, hi = self._span(n, s)
+            if hi - 1 > i and not last:
+                break
+            wait.pop(0)
+            span = np.arange(lo, min(hi, i + 1))
+            span = span[held[span % self.R] == span]  # frames that did not decode are left out
+            ref = np.rint(ring[span % self.R].sum(axis=0, dtype=np.float32) / max(1, span.size))
+            win = np.concatenate([ring[np.arange(s, s + self.W) % self.R],
+                                  np.clip(ref, 0, 255).astype(np.uint8)[None]])
+            self._enqueue(ti, s, win)
+
+    def _enqueue(self, ti: int, s: int, window: np.ndarray) -> None:
+        self._queue.append(window)
+        self._who.append((ti, s))
+        if len(self._queue) >= EMBED_BATCH:
+            self._flush()
+
+    def _close(self, ti: int) -> None:
+        del self._ring[ti], self._held[ti], self._waiting[ti]
 
     def _flush(self) -> None:
         if not self._queue:
@@ -343,8 +391,12 @@ class _WindowStream:
         self._who.clear()
 
     def finish(self) -> None:
+        # tracks whose last frames did not decode: their waiting windows go with what was cut
+        for ti in list(self._ring):
+            if self.ref:
+                self._release(ti, int(self._held[ti].max()), True)
+            self._close(ti)
         self._flush()
-        self._ring.clear()
         for ti, t in enumerate(self.tracks):
             t.window_positions = (np.concatenate(self._pos[ti]) if self._pos[ti] else np.zeros(0, np.int64))
             t.window_embeddings = (self._store.view(np.concatenate(self._rows[ti])) if self._rows[ti]

@@ -17,6 +17,8 @@ class TrainConfig:
     mouth_px: int = 75
     cmn_cols: int = 301
     video_diff: int = 0
+    video_ref: int = 0
+    """Mouth reference window in frames (``SyncNetConfig.video_ref``); 0 = off."""
     embed_dim: int = 256
     chunks: int = 12
     chunk_len: int = 10

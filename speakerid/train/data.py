@@ -42,6 +42,7 @@ class ClipData:
     num_cols: int
     windows: np.ndarray  # usable window starts
     keep: np.ndarray = field(default=None)  # (num windows,) bool: window kept by refinement
+    ref: np.ndarray | None = None  # (N, 111, 111) uint8 mouth references (SyncNet.mouth_reference)
     offset: int = 0
     """The clip's own audio offset in MFCC columns (offset_ms = 10·offset = t_audio − t_video):
     the audio that goes with video frame i starts at column 4i + offset. 0 unless an alignment
@@ -53,14 +54,16 @@ class ClipData:
         return self.mfcc_padded[:, PAD:PAD + self.num_cols]
 
     @classmethod
-    def from_cached(cls, clip: CachedClip, pad_value: np.ndarray, name: str, prepare=None) -> ClipData:
+    def from_cached(cls, clip: CachedClip, pad_value: np.ndarray, name: str, prepare=None,
+                    reference=None) -> ClipData:
         """``prepare``: the model's MFCC normalisation (``SyncNet.prepare_mfcc``), applied to the
-        whole clip once."""
+        whole clip once; ``reference``: its mouth references (``SyncNet.mouth_reference``)."""
         m = clip.mfcc.astype(np.float32) if prepare is None else prepare(clip.mfcc)
         pad = np.repeat(pad_value[:, None].astype(np.float32), PAD, axis=1)
         w = usable_windows(clip)
         return cls(name=name, group=clip.group, crops=clip.crops, mfcc_padded=np.concatenate([pad, m, pad], 1),
-                   num_cols=m.shape[1], windows=w, keep=np.ones(w.size, bool))
+                   num_cols=m.shape[1], windows=w, keep=np.ones(w.size, bool),
+                   ref=None if reference is None else reference(clip.crops))
 
 
 def mfcc_stats(clips: list[CachedClip], prepare=None) -> tuple[np.ndarray, np.ndarray]:
@@ -118,7 +121,8 @@ class WindowSampler:
         L = self.chunk_len
         pick = rng.integers(0, len(self), chunks) if self.p is None else rng.choice(len(self), chunks, p=self.p)
         span = COLS_PER_FRAME * (L - 1) + WINDOW_COLS + 2 * MAX_SHIFT
-        video = np.empty((chunks * L, WINDOW_FRAMES, 111, 111), np.uint8)
+        with_ref = self.clips[self.cidx[pick[0]]].ref is not None if len(pick) else False
+        video = np.empty((chunks * L, WINDOW_FRAMES + int(with_ref), 111, 111), np.uint8)
         audio = np.empty((chunks, 13, span), np.float32)
         valid = np.empty((chunks * L, 2 * MAX_SHIFT + 1), bool)
         weight = np.empty(chunks * L, np.float32)
@@ -129,7 +133,9 @@ class WindowSampler:
             j0 = int(self.widx[p])
             i0 = int(c.windows[j0])
             idx = i0 + np.arange(L)[:, None] + np.arange(WINDOW_FRAMES)
-            video[b * L:(b + 1) * L] = c.crops[idx]
+            video[b * L:(b + 1) * L, :WINDOW_FRAMES] = c.crops[idx]
+            if with_ref:
+                video[b * L:(b + 1) * L, WINDOW_FRAMES] = c.ref[i0 + np.arange(L) + WINDOW_FRAMES // 2]
             # padded column of real column (4 i0 + offset − MAX_SHIFT): shift 0 is the clip's own alignment
             s0 = COLS_PER_FRAME * i0 + c.offset + MAX_ALIGN
             audio[b] = c.mfcc_padded[:, s0:s0 + span]
@@ -229,10 +235,11 @@ def cepstral_warp_matrix(alpha: float, num_cep: int = NUM_CEPSTRA, nfilt: int = 
     return full[1:, 1:].astype(np.float32)
 
 
-def load_clips(paths: list[Path], pad_value: np.ndarray, root: Path | None = None, prepare=None) -> list[ClipData]:
+def load_clips(paths: list[Path], pad_value: np.ndarray, root: Path | None = None, prepare=None,
+               reference=None) -> list[ClipData]:
     out = []
     for p in paths:
         c = load_clip(p)
         name = p.relative_to(root).as_posix() if root else p.name
-        out.append(ClipData.from_cached(c, pad_value, name, prepare))
+        out.append(ClipData.from_cached(c, pad_value, name, prepare, reference))
     return out

@@ -419,7 +419,8 @@ class Trainer:
         if not new:
             return 0
         root = Path(self.cfg.cache_dir) / "train"
-        cl = load_clips(new, self.pad_value, root, prepare=self.model.prepare_mfcc)
+        cl = load_clips(new, self.pad_value, root, prepare=self.model.prepare_mfcc,
+                        reference=self.model.mouth_reference if self.model.config.video_ref else None)
         for p, c in zip(new, cl):
             self.names[p.as_posix()] = len(self.clips)
             self.clips.append(c)
@@ -447,7 +448,7 @@ class Trainer:
                 raise SystemExit(f"no training clips under {cfg.cache_dir}/train")
             self.model = SyncNet(SyncNetConfig(width=cfg.width, audio_width=cfg.audio_width, embed_dim=cfg.embed_dim,
                                                mouth_px=cfg.mouth_px, cmn_cols=cfg.cmn_cols,
-                                               video_diff=bool(cfg.video_diff)))
+                                               video_diff=bool(cfg.video_diff), video_ref=cfg.video_ref))
             mean, std = mfcc_stats(first, prepare=self.model.prepare_mfcc)
             del first
             self.model.mfcc_mean.copy_(torch.from_numpy(mean))
