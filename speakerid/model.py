@@ -61,6 +61,10 @@ class SyncNetConfig:
     like at rest; 0 = off. The video stream then takes 6 channels, the 5 frames and the
     reference of the window's centre frame."""
 
+    video_ref_raw: bool = False
+    """With ``video_ref``: give the video stream the 5 frames themselves beside the 5
+    differences from the reference (10 input channels)."""
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -79,6 +83,12 @@ class _CentreCrop(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         o = (x.shape[-1] - self.size) // 2
         return x[..., o:o + self.size, o:o + self.size]
+
+
+def _video_channels(cfg: SyncNetConfig) -> int:
+    if cfg.video_diff:
+        return 2 * WINDOW_FRAMES - 1
+    return 2 * WINDOW_FRAMES if cfg.video_ref and cfg.video_ref_raw else WINDOW_FRAMES
 
 
 AUDIO_FIELD = WINDOW_COLS
@@ -108,7 +118,7 @@ class SyncNet(nn.Module):
         w = cfg.width
         self.video = nn.Sequential(
             _CentreCrop(cfg.mouth_px) if cfg.mouth_px else nn.AvgPool2d(2),  # 111 → mouth_px, or → 55
-            _block(2 * WINDOW_FRAMES - 1 if cfg.video_diff else WINDOW_FRAMES, 2 * w, 5, 2),    # → 28
+            _block(_video_channels(cfg), 2 * w, 5, 2),    # → 28
             _block(2 * w, 4 * w, 3, 2),            # → 14
             _block(4 * w, 4 * w),
             _block(4 * w, 8 * w, 3, 2),            # → 7
@@ -172,7 +182,10 @@ class SyncNet(nn.Module):
                 raise ValueError("this model needs each window's mouth reference as a 6th channel "
                                  "(SyncNet.mouth_reference)")
             # residual ×4: a few grey levels next to the frames' spread
-            return self._norm(self.video(4 * (x[:, :WINDOW_FRAMES] - x[:, WINDOW_FRAMES:]) / self.pixel_std))
+            res = 4 * (x[:, :WINDOW_FRAMES] - x[:, WINDOW_FRAMES:]) / self.pixel_std
+            if self.config.video_ref_raw:
+                res = torch.cat([(x[:, :WINDOW_FRAMES] - self.pixel_mean) / self.pixel_std, res], 1)
+            return self._norm(self.video(res))
         x = (x - self.pixel_mean) / self.pixel_std
         if self.config.video_diff:
             # differences ×4: they are small next to the frames, and carry the timing

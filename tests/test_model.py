@@ -77,6 +77,13 @@ def test_mouth_reference_is_the_centred_mean_and_goes_with_every_window():
     np.testing.assert_allclose(e.video(crops + np.uint8(40), starts), got, atol=1e-5)
     with pytest.raises(ValueError, match="6th channel"):
         e.windows(win[:, :5])
+    # with the frames themselves too: 10 input channels, and a brighter track is no longer the same
+    raw = SyncNet(SyncNetConfig(width=4, audio_width=4, embed_dim=16, mouth_px=75, video_ref=9,
+                                video_ref_raw=True)).eval()
+    assert raw.video[1][0].in_channels == 10 and m.video[1][0].in_channels == 5
+    er = Embedder(raw)
+    assert er.video(crops, starts).shape == (3, 16)
+    assert np.abs(er.video(crops + np.uint8(40), starts) - er.video(crops, starts)).max() > 1e-3
 
 
 def test_checkpoint_round_trip(tmp_path):

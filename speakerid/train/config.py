@@ -19,6 +19,8 @@ class TrainConfig:
     video_diff: int = 0
     video_ref: int = 0
     """Mouth reference window in frames (``SyncNetConfig.video_ref``); 0 = off."""
+    video_ref_raw: int = 0
+    """With ``video_ref``: the frames themselves too (``SyncNetConfig.video_ref_raw``)."""
     embed_dim: int = 256
     chunks: int = 12
     chunk_len: int = 10

@@ -448,7 +448,8 @@ class Trainer:
                 raise SystemExit(f"no training clips under {cfg.cache_dir}/train")
             self.model = SyncNet(SyncNetConfig(width=cfg.width, audio_width=cfg.audio_width, embed_dim=cfg.embed_dim,
                                                mouth_px=cfg.mouth_px, cmn_cols=cfg.cmn_cols,
-                                               video_diff=bool(cfg.video_diff), video_ref=cfg.video_ref))
+                                               video_diff=bool(cfg.video_diff), video_ref=cfg.video_ref,
+                                               video_ref_raw=bool(cfg.video_ref_raw)))
             mean, std = mfcc_stats(first, prepare=self.model.prepare_mfcc)
             del first
             self.model.mfcc_mean.copy_(torch.from_numpy(mean))
