@@ -26,12 +26,14 @@ Steps (all on the 25 fps model timeline, then mapped to the source's own frames)
    frame's highest-scoring face; nobody above it → nobody labelled. Segments are the runs of
    speaking frames of each track, in seconds.
 
-Memory: :func:`detect_speakers` embeds each track's mouth windows while the faces stage decodes
-(``analyze_faces(embed=VideoWindowEmbedder(model))``) and keeps no crops (they would cost 12 KB
-per 25 fps frame per face). What still grows with the video's length is a few hundred bytes per
-frame per face (float16 window embeddings, float32 confidence profiles) and the audio (float32
-samples while decoding, MFCC, float16 audio embeddings): ~10 MB per minute of video with 3 faces
-on top of ~540 MB (torch, detector, model); see ``benchmarks/bench_memory.py``.
+Memory: :func:`detect_speakers` streams. The faces stage embeds each track's mouth windows as it
+decodes (``analyze_faces(embed=VideoWindowEmbedder(model))``) and keeps no crops; the audio is
+decoded, turned into MFCC and embedded a piece at a time (:func:`speakerid.media.iter_audio`,
+:func:`speakerid.features.iter_mfcc`). Every per-window table (video and audio embeddings, MFCC,
+confidence profiles) goes to a temporary file (:class:`speakerid.rowstore.RowStore`) and is read
+back ``BLOCK_ROWS`` at a time, so the working memory does not depend on the video's length. What
+grows is the result itself and the face tracks it is made from (per frame and face: box,
+landmarks, score, label), a few hundred bytes per frame; see ``benchmarks/bench_memory.py``.
 """
 from __future__ import annotations
 
