@@ -273,19 +273,30 @@ def test_weight_average_follows_the_weights_with_its_decay():
         WeightAverage(model, decay=1.0)
 
 
-def test_training_with_weight_average_ships_the_average_and_resumes(tmp_path):
-    rng = np.random.default_rng(0)
-    _fake_cache(tmp_path, rng)
+def _straight_and_resumed(tmp_path, stop_after: int, on_interrupt=None, **overrides) -> tuple[dict, dict]:
+    """Train on the fake cache once straight through (out ``a``) and once interrupted after
+    ``stop_after`` steps (``on_interrupt(latest checkpoint)`` is called then) and resumed (out
+    ``b``); the two final checkpoints."""
     base = dict(cache_dir=str(tmp_path / "cache"), width=4, audio_width=4, embed_dim=16, chunks=2, chunk_len=4,
-                warmup=2, eval_every=0, rescan_every=0, threads=1, steps1=6, steps2=2, ema=0.5)
+                warmup=2, eval_every=0, rescan_every=0, threads=1, steps1=6, steps2=2)
+    base.update(overrides)
     Trainer(TrainConfig(out_dir=str(tmp_path / "a"), **base), log=lambda m: None).run()
     b = TrainConfig(out_dir=str(tmp_path / "b"), **base)
     with pytest.raises(TrainingInterrupted):
-        Trainer(b, log=lambda m: None, stop_after=3).run()
-    assert read_checkpoint(tmp_path / "b" / "latest.pt")["extra"]["ema"]["updates"] == 3
+        Trainer(b, log=lambda m: None, stop_after=stop_after).run()
+    if on_interrupt is not None:
+        on_interrupt(read_checkpoint(tmp_path / "b" / "latest.pt"))
     Trainer(b, log=lambda m: None).run(resume=True)
-    fa, la = read_checkpoint(tmp_path / "a" / "final.pt"), read_checkpoint(tmp_path / "a" / "final_live.pt")
-    fb = read_checkpoint(tmp_path / "b" / "final.pt")
+    return read_checkpoint(tmp_path / "a" / "final.pt"), read_checkpoint(tmp_path / "b" / "final.pt")
+
+
+def test_training_with_weight_average_ships_the_average_and_resumes(tmp_path):
+    _fake_cache(tmp_path, np.random.default_rng(0))
+    def three_updates(latest):  # the interrupted run's checkpoint holds the average after 3 steps
+        assert latest["extra"]["ema"]["updates"] == 3
+
+    fa, fb = _straight_and_resumed(tmp_path, 3, on_interrupt=three_updates, ema=0.5)
+    la = read_checkpoint(tmp_path / "a" / "final_live.pt")
     assert fa["fingerprint"] == fb["fingerprint"]  # the average resumes exactly too
     assert fa["fingerprint"] != la["fingerprint"]  # and it is not the last step's weights
     k = next(k for k, v in fa["state_dict"].items() if v.dtype.is_floating_point and v.ndim == 4)
@@ -325,22 +336,14 @@ def test_sampler_takes_the_positive_at_the_clips_own_offset():
 
 
 def test_training_with_clip_alignment_runs_and_resumes_exactly(tmp_path):
-    rng = np.random.default_rng(0)
-    _fake_cache(tmp_path, rng)
-    base = dict(cache_dir=str(tmp_path / "cache"), width=4, audio_width=4, embed_dim=16, chunks=2, chunk_len=4,
-                warmup=2, eval_every=0, rescan_every=0, threads=1, steps1=6, steps2=2, align_cols=20, align_at=3)
-    Trainer(TrainConfig(out_dir=str(tmp_path / "a"), **base), log=lambda m: None).run()
-    b = TrainConfig(out_dir=str(tmp_path / "b"), **base)
-    with pytest.raises(TrainingInterrupted):
-        Trainer(b, log=lambda m: None, stop_after=4).run()
-    Trainer(b, log=lambda m: None).run(resume=True)
-    fa, fb = read_checkpoint(tmp_path / "a" / "final.pt"), read_checkpoint(tmp_path / "b" / "final.pt")
+    _fake_cache(tmp_path, np.random.default_rng(0))
+    fa, fb = _straight_and_resumed(tmp_path, 4, align_cols=20, align_at=3)
     assert fa["fingerprint"] == fb["fingerprint"]
     rows = json.loads((tmp_path / "a" / "refinement_clips.json").read_text())
     assert rows and all("offset_ms" in r for r in rows)
     assert all(r["offset_ms"] is None or abs(r["offset_ms"]) <= 200 for r in rows)
     with pytest.raises(ValueError):
-        Trainer(TrainConfig(out_dir=str(tmp_path / "c"), **{**base, "align_cols": MAX_ALIGN + 1}))
+        Trainer(TrainConfig(out_dir=str(tmp_path / "c"), cache_dir=str(tmp_path / "cache"), align_cols=MAX_ALIGN + 1))
 
 
 def test_training_with_mouth_references_feeds_them_and_resumes_exactly(tmp_path):
@@ -360,12 +363,5 @@ def test_training_with_mouth_references_feeds_them_and_resumes_exactly(tmp_path)
         assert np.array_equal(b["video"][k, 5].numpy(), c.ref[i + 2])
 
     _fake_cache(tmp_path, rng)
-    base = dict(cache_dir=str(tmp_path / "cache"), width=4, audio_width=4, embed_dim=16, chunks=2, chunk_len=4,
-                warmup=2, eval_every=3, rescan_every=0, threads=1, steps1=6, steps2=2, video_ref=9)
-    Trainer(TrainConfig(out_dir=str(tmp_path / "a"), **base), log=lambda m: None).run()
-    cfg_b = TrainConfig(out_dir=str(tmp_path / "b"), **base)
-    with pytest.raises(TrainingInterrupted):
-        Trainer(cfg_b, log=lambda m: None, stop_after=4).run()
-    Trainer(cfg_b, log=lambda m: None).run(resume=True)
-    fa, fb = read_checkpoint(tmp_path / "a" / "final.pt"), read_checkpoint(tmp_path / "b" / "final.pt")
+    fa, fb = _straight_and_resumed(tmp_path, 4, video_ref=9, eval_every=3)
     assert fa["config"]["video_ref"] == 9 and fa["fingerprint"] == fb["fingerprint"]
