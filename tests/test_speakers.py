@@ -263,6 +263,32 @@ def test_scoring_in_small_blocks_from_audio_pieces_is_the_same(clip30, monkeypat
     assert [x.to_dict() for x in blocked.segments] == [x.to_dict() for x in whole.segments]
 
 
+def test_score_smoothing_is_a_triangle_weighted_mean_ignoring_gaps():
+    """Per-face scores are averaged with weights falling linearly from the centre (a box mean
+    applied twice): against a brute-force weighted mean, with gaps (unscored frames) and ends;
+    and near a turn's edge the other side weighs half what it weighs in a flat mean."""
+    from speakerid.speakers import _nan_moving_mean
+
+    x = np.random.default_rng(0).normal(size=(60, 2))
+    x[5:9, 0] = np.nan
+    for width in (2, 3, 7, 50, 51):
+        h, a = width // 2, (width + 1) // 2
+        w = np.convolve(np.ones(a), np.ones(width + 1 - a))
+        ref = np.full_like(x, np.nan)
+        for t in range(60):
+            j = t + np.arange(-h, width - h)
+            ok = (j >= 0) & (j < 60)
+            v = x[j[ok]]
+            fin = np.isfinite(v)
+            ww = np.where(fin, w[ok, None], 0.0)
+            ref[t] = np.where(ww.sum(0) > 0, (np.where(fin, v, 0) * ww).sum(0) / np.maximum(ww.sum(0), 1e-12), np.nan)
+        np.testing.assert_allclose(_nan_moving_mean(x, width), ref, atol=1e-12)
+    # half a second (12 frames) from a turn's edge, a flat 50-frame mean still carries 26 % of
+    # the other side; the triangle 13.5 %
+    edge = _nan_moving_mean(np.r_[np.zeros(100), np.ones(100)][:, None], 50)[:, 0]
+    assert edge[100 - 12] == pytest.approx(0.135, abs=0.01) and edge[100 + 12] == pytest.approx(0.86, abs=0.01)
+
+
 def test_no_audio_raises(tmp_path):
     silent_video = tmp_path / "no_audio.mp4"
     write_video(silent_video, (f.image for f in iter_frames(VIDEO) if f.index < 25), 25.0)
