@@ -85,6 +85,15 @@ class _CentreCrop(nn.Module):
         return x[..., o:o + self.size, o:o + self.size]
 
 
+def reference_span(centre, n: int, width: int):
+    """``(lo, hi)``: the frames ``[lo, hi)`` of a track of ``n`` frames whose mean is the mouth
+    reference of frame ``centre`` (an int or an array): ``width`` frames centred on it, cut at
+    the track's ends. The one definition :meth:`SyncNet.mouth_reference` and the streaming
+    faces stage share."""
+    lo = np.clip(centre - width // 2, 0, n)
+    return lo, np.clip(centre - width // 2 + width, 0, n)
+
+
 def _video_channels(cfg: SyncNetConfig) -> int:
     if cfg.video_diff:
         return 2 * WINDOW_FRAMES - 1
@@ -167,9 +176,7 @@ class SyncNet(nn.Module):
         n = crops.shape[0]
         cs = np.zeros((n + 1,) + crops.shape[1:], np.float32)
         np.cumsum(crops, axis=0, dtype=np.float32, out=cs[1:])
-        i = np.arange(n)
-        lo = np.clip(i - w // 2, 0, n)
-        hi = np.clip(i - w // 2 + w, 0, n)
+        lo, hi = reference_span(np.arange(n), n, w)
         mean = (cs[hi] - cs[lo]) / (hi - lo)[:, None, None]
         return np.clip(np.rint(mean), 0, 255).astype(np.uint8)
 

@@ -311,14 +311,6 @@ def _nan_moving_mean(x: np.ndarray, width: int) -> np.ndarray:
         return np.where(n > 1e-9, s / np.maximum(n, 1e-9), np.nan)
 
 
-def _nanmean_cols(x: np.ndarray) -> np.ndarray:
-    """Row-wise mean over columns ignoring NaN (NaN for an all-NaN row), without warnings."""
-    ok = np.isfinite(x)
-    n = ok.sum(axis=1)
-    s = np.where(ok, x, 0.0).sum(axis=1)
-    return np.where(n > 0, s / np.maximum(n, 1), np.nan)
-
-
 class _RunningStats:
     """Count, mean and standard deviation of the finite values of arrays added one by one
     (Chan et al.'s pairwise update: as exact as one pass over all of them)."""
@@ -547,10 +539,11 @@ def score_faces(analysis: FaceAnalysis, audio: np.ndarray | Iterable[np.ndarray]
         diag["profiles"][t.id] = prof
         j = int(np.flatnonzero(near)[np.argmax(prof[near])])
         chosen[t.id] = j
-        # ±1 step around the chosen shift: the true offset may lie between grid points
-        lo, hi = max(0, j - 1), min(shifts.size, j + 2)
-        w = np.concatenate([_nanmean_cols(np.asarray(c, np.float64)[:, lo:hi]) for _, c in _blocks(s.conf)]
-                           or [np.zeros(0)])
+        # ±1 step around the chosen shift (the true offset may lie between grid points), as the
+        # null below averages its far shifts
+        lo = max(0, j - 1)
+        w = np.concatenate([_neighbour_mean(np.asarray(c[:, lo:j + 2], np.float64))[:, j - lo]
+                            for _, c in _blocks(s.conf)] or [np.zeros(0)])
         m0 = int(t.model_frames[0])
         series = np.full(t.model_frames.size, np.nan)
         centre = s.starts - m0 + WINDOW_FRAMES // 2

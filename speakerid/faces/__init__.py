@@ -302,6 +302,10 @@ class _WindowStream:
         self.step = max(1, int(step))
         self.W = WINDOW_FRAMES
         self.ref = int(getattr(embed, "reference", 0) or 0)
+        if self.ref:  # a model with references: torch is loaded already
+            from ..model import reference_span as span
+
+            self._span = span
         self.R = self.W + self.ref  # ring size
         self._ring: dict[int, np.ndarray] = {}
         self._held: dict[int, np.ndarray] = {}  # which position each ring slot holds
@@ -312,12 +316,6 @@ class _WindowStream:
         self._rows: list[list[np.ndarray]] = [[] for _ in tracks]
         self._store: RowStore | None = None
         self._dim = 0
-
-    def _span(self, n: int, s: int) -> tuple[int, int]:
-        """The reference span [lo, hi) of the window starting at ``s`` in a track of ``n``
-        frames (as ``SyncNet.mouth_reference`` cuts it)."""
-        c = s + self.W // 2
-        return min(max(c - self.ref // 2, 0), n), min(max(c - self.ref // 2 + self.ref, 0), n)
 
     def add(self, ti: int, i: int, crop: np.ndarray) -> None:
         """Crop of track ``ti`` at position ``i`` (positions of a track come in increasing order;
@@ -351,7 +349,7 @@ class _WindowStream:
         ring, held, wait = self._ring[ti], self._held[ti], self._waiting[ti]
         while wait:
             s = wait[0]
-            lo, hi = self._span(n, s)
+            lo, hi = (int(v) for v in self._span(s + self.W // 2, n, self.ref))
             if hi - 1 > i and not last:
                 break
             wait.pop(0)
