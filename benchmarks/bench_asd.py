@@ -153,7 +153,9 @@ def main(argv=None) -> int:
     for name in names:
         path = bench / name
         lab = labels[name]
-        cached = a.faces_cache / f"{name}.d{a.detect_every}.pkl" if a.faces_cache else None
+        geometry = model.config.crop_geometry
+        tag = "" if geometry == "mouth" else f".{geometry}"  # crops are cut the way the model was trained
+        cached = a.faces_cache / f"{name}.d{a.detect_every}{tag}.pkl" if a.faces_cache else None
         t0 = time.perf_counter()
         if cached is not None and cached.exists():
             # faces and audio do not depend on the SyncNet weights (crops kept, nothing streamed)
@@ -163,7 +165,7 @@ def main(argv=None) -> int:
             info = probe(path)
             require_video(info)
             require_audio(info)
-            fa = analyze_faces(path, detect_every=a.detect_every)
+            fa = analyze_faces(path, detect_every=a.detect_every, crop_geometry=geometry)
             audio = read_audio(path, video_start_s=info.video_start_s)
             if cached is not None:
                 cached.parent.mkdir(parents=True, exist_ok=True)

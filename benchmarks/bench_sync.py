@@ -135,7 +135,9 @@ def run(args) -> dict:
         audio = read_audio(path)
         t_audio = time.perf_counter() - t0
         analysis, faces_s = None, None
-        cached = args.faces_cache / f"{name}.pkl" if args.faces_cache else None
+        geometry = model.config.crop_geometry
+        tag = "" if geometry == "mouth" else f".{geometry}"  # crops are cut the way the model was trained
+        cached = args.faces_cache / f"{name}{tag}.pkl" if args.faces_cache else None
         if cached is not None and cached.exists():
             # faces do not depend on the SyncNet weights: reuse them across runs (timing kept)
             analysis, faces_s = pickle.loads(cached.read_bytes())
@@ -144,7 +146,7 @@ def run(args) -> dict:
             from speakerid.faces import analyze_faces
 
             t_f = time.perf_counter()
-            analysis = analyze_faces(path)
+            analysis = analyze_faces(path, crop_geometry=geometry)
             faces_s = time.perf_counter() - t_f
         prep = _prepare_video(path, model, analysis=analysis)
         if cached is not None and not cached.exists():

@@ -65,6 +65,11 @@ class SyncNetConfig:
     """With ``video_ref``: give the video stream the 5 frames themselves beside the 5
     differences from the reference (10 input channels)."""
 
+    crop_geometry: str = "mouth"
+    """How the mouth crops it was trained on were framed (:mod:`speakerid.faces.mouth`):
+    ``"mouth"`` (each frame's own mouth; checkpoints from before this field) or ``"stable"``
+    (following the upper face). The applications cut crops the same way."""
+
     def to_dict(self) -> dict:
         return asdict(self)
 

@@ -269,7 +269,8 @@ def detect_speakers(video: str | os.PathLike, *, model: SyncNet | str | os.PathL
     # stream: each track's mouth windows are embedded while the faces stage decodes, so the
     # crops (12 KB per frame per face) are never all held
     analysis = analyze_faces(video, detect_every=detect_every, detect_width=detect_width,
-                             embed=VideoWindowEmbedder(net), embed_step=window_step, progress=progress)
+                             embed=VideoWindowEmbedder(net), embed_step=window_step,
+                             crop_geometry=net.config.crop_geometry, progress=progress)
     # the audio streams too: decoded, turned into MFCC and embedded a piece at a time
     return score_faces(analysis, iter_audio(video, video_start_s=info.video_start_s), net,
                        threshold=threshold, smooth_frames=smooth_frames,
@@ -474,6 +475,7 @@ def score_faces(analysis: FaceAnalysis, audio: np.ndarray | Iterable[np.ndarray]
     from .progress import silent
 
     progress = progress or silent
+    analysis.require_geometry(model.config.crop_geometry)
     tl = analysis.timeline
     info = analysis.info
     fps = float(info.fps) if info.fps else tl.source_fps

@@ -334,7 +334,9 @@ def _prepare_video(video: PathLike, model, *, analysis=None, progress: ProgressF
     c0 = time.process_time()
     streamed = VideoWindowEmbedder(model)
     if analysis is None:
-        analysis = analyze_faces(video, detect_every=detect_every, embed=streamed, progress=progress)
+        analysis = analyze_faces(video, detect_every=detect_every, embed=streamed,
+                                 crop_geometry=model.config.crop_geometry, progress=progress)
+    analysis.require_geometry(model.config.crop_geometry)
     # embedding time spent inside the faces pass counts as embedding, not as faces
     t_faces = time.perf_counter() - t0 - streamed.seconds
     c_faces = time.process_time() - c0 - streamed.cpu_seconds

@@ -10,7 +10,7 @@ import speakerid.examples as examples
 from speakerid import errors
 from speakerid.faces import CROP_SIZE, CenterFaceDetector, ShotDetector, analyze_faces, crop_mouth
 from speakerid.faces.detector import Detection
-from speakerid.faces.mouth import MOUTH_SCALE
+from speakerid.faces.mouth import MOUTH_SCALE, STABLE_S, mouth_geometry, track_geometry
 from speakerid.faces.tracking import RawTrack, densify
 from speakerid.media import iter_frames, write_video
 
@@ -249,6 +249,68 @@ def test_mouth_crop_levels_a_tilted_head():
     np.testing.assert_allclose(_blob_centre(crop, slice(0, 70)), (c, c), atol=1.0)
     below = c + 30 * CROP_SIZE / (MOUTH_SCALE * 160)
     np.testing.assert_allclose(_blob_centre(crop, slice(70, CROP_SIZE)), (c, below), atol=1.5)
+
+
+def _talking_track(n: int = 100, fps: float = 25.0, drift_px_per_frame: float = 0.0):
+    """Boxes and landmarks of a face that talks (jaw at 4 Hz: the mouth corners drop and the box
+    grows) while its head moves sideways at ``drift_px_per_frame``."""
+    t = np.arange(n) / fps
+    jaw = 6.0 * (0.5 + 0.5 * np.sin(2 * np.pi * 4.0 * t))  # px the jaw drops
+    dx = drift_px_per_frame * np.arange(n)
+    boxes = np.stack([100 + dx, 50 + 0 * t, 260 + dx, 210 + jaw], 1)
+    lm = np.zeros((n, 5, 2))
+    lm[:, 0] = np.stack([140 + dx, 110 + 0 * t], 1)  # eyes
+    lm[:, 1] = np.stack([220 + dx, 110 + 0 * t], 1)
+    lm[:, 2] = np.stack([180 + dx, 145 + 0 * t], 1)  # nose
+    lm[:, 3] = np.stack([155 + dx, 175 + jaw / 2], 1)  # mouth corners follow half the jaw
+    lm[:, 4] = np.stack([205 + dx, 175 + jaw / 2], 1)
+    return boxes, lm
+
+
+def test_mouth_geometry_of_a_track_is_each_frames_own():
+    boxes, lm = _talking_track()
+    centres, sides, angles = track_geometry(boxes, lm, 25.0, "mouth")
+    for i in (0, 17, 99):
+        c, s, a = mouth_geometry(boxes[i], lm[i])
+        np.testing.assert_allclose(centres[i], c)
+        assert sides[i] == s and angles[i] == a
+
+
+def test_stable_geometry_ignores_the_jaw_and_follows_the_head():
+    # speech moves the per-frame framing: the centre and the side swing with the jaw
+    boxes, lm = _talking_track(drift_px_per_frame=0.5)
+    m_c, m_s, _ = track_geometry(boxes, lm, 25.0, "mouth")
+    s_c, s_s, s_a = track_geometry(boxes, lm, 25.0, "stable")
+    assert np.ptp(m_s) > 4 and np.ptp(m_c[:, 1]) > 2.5
+    # one second of 4 Hz jaw averages out: away from the track's ends the framing is still
+    inner = slice(int(STABLE_S * 25), 100 - int(STABLE_S * 25))
+    assert np.ptp(s_s[inner]) < 0.05 and np.ptp(s_c[inner, 1]) < 0.05
+    np.testing.assert_allclose(s_a, 0.0, atol=1e-12)
+    # the head's sideways motion is followed frame by frame (the nose carries it, no lag)
+    np.testing.assert_allclose(s_c[:, 0], (lm[:, 3, 0] + lm[:, 4, 0]) / 2, atol=1e-9)
+    # it frames the same place on average: the mean mouth, a mean-sized crop
+    assert abs(s_c[inner, 1].mean() - m_c[inner, 1].mean()) < 0.3
+    assert abs(s_s[inner].mean() - m_s[inner].mean()) < 0.3
+    # without landmarks the box's top edge and a smoothed height place it
+    n_c, n_s, _ = track_geometry(boxes, None, 25.0, "stable")
+    assert np.ptp(n_s[inner]) < 0.05 and np.ptp(n_c[inner, 1]) < 0.05
+    with pytest.raises(ValueError, match="crop geometry"):
+        track_geometry(boxes, lm, 25.0, "jaw")
+
+
+def test_analyze_faces_cuts_stable_crops_and_names_them(grid_clip):
+    a = analyze_faces(grid_clip, crop_geometry="stable")
+    assert a.crop_geometry == "stable" and a.tracks and a.tracks[0].crops is not None
+    mouth = analyze_faces(grid_clip)
+    assert mouth.crop_geometry == "mouth"
+    # same faces, differently framed crops
+    assert a.tracks[0].crops.shape == mouth.tracks[0].crops.shape
+    assert not np.array_equal(a.tracks[0].crops, mouth.tracks[0].crops)
+    a.require_geometry("stable")
+    with pytest.raises(ValueError, match="stable"):
+        a.require_geometry("mouth")
+    with pytest.raises(ValueError, match="crop geometry"):
+        analyze_faces(grid_clip, crop_geometry="jaw")
 
 
 # ---------------------------------------------------------------- bad input

@@ -289,6 +289,14 @@ def test_score_smoothing_is_a_triangle_weighted_mean_ignoring_gaps():
     assert edge[100 - 12] == pytest.approx(0.135, abs=0.01) and edge[100 + 12] == pytest.approx(0.86, abs=0.01)
 
 
+def test_crops_framed_otherwise_than_the_model_was_trained_on_are_refused(grid_analysis, grid_clip):
+    from speakerid.model import SyncNet, SyncNetConfig
+
+    stable = SyncNet(SyncNetConfig(width=4, audio_width=4, embed_dim=16, crop_geometry="stable")).eval()
+    with pytest.raises(ValueError, match="crop_geometry='stable'"):
+        score_faces(grid_analysis, read_audio(grid_clip), stable)
+
+
 def test_no_audio_raises(tmp_path):
     silent_video = tmp_path / "no_audio.mp4"
     write_video(silent_video, (f.image for f in iter_frames(VIDEO) if f.index < 25), 25.0)

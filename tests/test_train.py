@@ -112,8 +112,10 @@ def test_accuracy_and_aggregate_offset():
     assert aggregate_offset(curves)[0] == 12
 
 
-def _fake_cache(tmp_path, rng) -> None:
-    """A cache directory in the format of speakerid.train.cache with synthetic clips."""
+def _fake_cache(tmp_path, rng, geometry: str | None = None) -> None:
+    """A cache directory in the format of speakerid.train.cache with synthetic clips
+    (``geometry``: the crop geometry written into each clip's meta; None = not recorded)."""
+    meta = {"group": "synthetic"} if geometry is None else {"group": "synthetic", "crop_geometry": geometry}
     for split, n in (("train/synthetic", 3), ("eval", 1)):
         d = tmp_path / "cache" / split
         d.mkdir(parents=True)
@@ -121,7 +123,7 @@ def _fake_cache(tmp_path, rng) -> None:
             c = _synthetic_clip(rng, n_frames=50)
             mfcc = c.mfcc
             np.savez(d / f"clip{i}.npz", crops=c.crops, usable=np.ones(50, bool), shot=np.zeros(50, np.int16),
-                     mfcc=mfcc, meta=json.dumps({"group": "synthetic"}))
+                     mfcc=mfcc, meta=json.dumps(meta))
 
 
 def test_checkpoint_resume_round_trip(tmp_path):
@@ -365,3 +367,24 @@ def test_training_with_mouth_references_feeds_them_and_resumes_exactly(tmp_path)
     _fake_cache(tmp_path, rng)
     fa, fb = _straight_and_resumed(tmp_path, 4, video_ref=9, eval_every=3)
     assert fa["config"]["video_ref"] == 9 and fa["fingerprint"] == fb["fingerprint"]
+
+
+def test_the_model_takes_its_crop_geometry_from_the_cache_and_refuses_a_mixed_one(tmp_path):
+    from speakerid.train.loop import evaluate
+
+    _fake_cache(tmp_path, np.random.default_rng(0), geometry="stable")
+    base = dict(cache_dir=str(tmp_path / "cache"), width=4, audio_width=4, embed_dim=16, chunks=2, chunk_len=4,
+                warmup=2, eval_every=0, rescan_every=0, threads=1, steps1=2, steps2=0, align_cols=0)
+    Trainer(TrainConfig(out_dir=str(tmp_path / "a"), **base), log=lambda m: None).run()
+    ck = read_checkpoint(tmp_path / "a" / "final.pt")
+    assert ck["config"]["crop_geometry"] == "stable"
+    # a model of the other geometry is not measured on these crops
+    with pytest.raises(ValueError, match="crop geometry 'stable'"):
+        evaluate(SyncNet(SyncNetConfig(width=4, audio_width=4, embed_dim=16)), tmp_path / "cache", clip_level=False)
+    # one clip of the old framing among them: training stops with the reason
+    d = tmp_path / "cache" / "train" / "synthetic"
+    z = dict(np.load(d / "clip0.npz"))
+    z["meta"] = json.dumps({"group": "synthetic"})  # written before geometries were recorded: "mouth"
+    np.savez(d / "clip0.npz", **z)
+    with pytest.raises(SystemExit, match="mixes crop geometries"):
+        Trainer(TrainConfig(out_dir=str(tmp_path / "b"), **base), log=lambda m: None).run()

@@ -19,6 +19,8 @@ def register(sub) -> None:
     p.add_argument("--per-track", type=int, default=12, help="crops per track (default 12)")
     p.add_argument("--detect-every", type=int, default=3)
     p.add_argument("--detect-width", type=int, default=512)
+    p.add_argument("--crop-geometry", choices=["mouth", "stable"], default=None,
+                   help="how crops are framed (default: as the packaged model was trained)")
     p.set_defaults(func=_crops)
 
 
@@ -50,9 +52,13 @@ def _crops(args) -> int:
     from . import progress_for
 
     check_output_path(args.output, protect=[args.video])
+    geometry = args.crop_geometry
+    if geometry is None:  # show what the model is given
+        from ..model import load_model
 
+        geometry = load_model(device="cpu").config.crop_geometry
     a = analyze_faces(args.video, detect_every=args.detect_every, detect_width=args.detect_width,
-                      progress=progress_for(args))
+                      crop_geometry=geometry, progress=progress_for(args))
     write_contact_sheet(a, args.output, per_track=args.per_track)
     print(f"{len(a.tracks)} track(s) → {args.output}", file=sys.stderr)
     return 0

@@ -24,7 +24,7 @@ from ..media import MediaInfo, Timeline, iter_frames, probe, require_video
 from ..progress import ProgressFn, silent
 from ..rowstore import RowStore, StoredRows
 from .detector import CenterFaceDetector, Detection, FaceDetector, default_detector
-from .mouth import CROP_SIZE, MIN_FACE_PX, crop_mouth
+from .mouth import CROP_GEOMETRIES, CROP_SIZE, MIN_FACE_PX, crop_at, crop_mouth, track_geometry
 from .shots import ShotDetector
 from .tracking import ShotTracker, densify
 
@@ -163,6 +163,14 @@ class FaceAnalysis:
     shot_starts: np.ndarray
     """Source frame numbers where each shot starts (the first is 0)."""
     tracks: list[FaceTrack] = field(default_factory=list)
+    crop_geometry: str = "mouth"
+    """How the mouth crops were framed (``analyze_faces(crop_geometry=…)``)."""
+
+    def require_geometry(self, geometry: str) -> None:
+        """Raise ``ValueError`` unless the crops were framed as ``geometry`` (the model's)."""
+        if self.crop_geometry != geometry:
+            raise ValueError(f"the face analysis cut {self.crop_geometry!r} mouth crops, but the model was trained "
+                             f"on {geometry!r} crops: run analyze_faces(..., crop_geometry={geometry!r})")
 
     def shot_of_source(self, frames: np.ndarray) -> np.ndarray:
         return np.searchsorted(self.shot_starts, np.asarray(frames), side="right") - 1
@@ -197,7 +205,7 @@ def analyze_faces(video: str | os.PathLike, *, detector: FaceDetector | None = N
                   detect_every: int = 3, detect_width: int = 512, crops: bool = True,
                   embed: WindowEmbedFn | None = None, embed_step: int = 1,
                   max_gap_s: float = 0.5, smooth_s: float = 0.2, min_track_s: float = 0.2,
-                  progress: ProgressFn | None = None) -> FaceAnalysis:
+                  crop_geometry: str = "mouth", progress: ProgressFn | None = None) -> FaceAnalysis:
     """Find, track and mouth-crop every face in ``video``.
 
     ``detect_every``: run the detector on every k-th frame (and at each shot's first frame),
@@ -211,7 +219,13 @@ def analyze_faces(video: str | os.PathLike, *, detector: FaceDetector | None = N
     cuts them, and stored as ``window_positions`` / ``window_embeddings`` (float16, in a
     temporary file: :class:`~speakerid.rowstore.StoredRows`); ``crops`` stays None and memory
     does not grow with the video.
+
+    ``crop_geometry``: how each mouth crop is framed, ``"mouth"`` (each frame's own mouth) or
+    ``"stable"`` (following the upper face; see :mod:`speakerid.faces.mouth`). A model's crops
+    must be cut the way its training crops were: pass ``model.config.crop_geometry``.
     """
+    if crop_geometry not in CROP_GEOMETRIES:
+        raise ValueError(f"unknown crop geometry {crop_geometry!r}; expected one of {CROP_GEOMETRIES}")
     progress = progress or silent
     info = probe(video)
     require_video(info)
@@ -271,11 +285,12 @@ def analyze_faces(video: str | os.PathLike, *, detector: FaceDetector | None = N
         tracks.append(FaceTrack(id=new_id, shot=d.shot, frames=d.frames.astype(np.int64), boxes=xywh.astype(np.float32),
                                 landmarks=None if d.landmarks is None else d.landmarks.astype(np.float32),
                                 detected=d.detected, model_frames=mf.astype(np.int64)))
-    analysis = FaceAnalysis(info=info, timeline=timeline, shot_starts=np.asarray(shots.cuts, np.int64), tracks=tracks)
+    analysis = FaceAnalysis(info=info, timeline=timeline, shot_starts=np.asarray(shots.cuts, np.int64), tracks=tracks,
+                            crop_geometry=crop_geometry)
     del raw, dense, trackers, times  # pass 1's per-keyframe detections: not needed any more
     if crops and tracks:
         sink = _WindowStream(embed, tracks, embed_step) if embed is not None else None
-        _cut_crops(video, analysis, progress, sink)
+        _cut_crops(video, analysis, progress, sink, crop_geometry)
     return analysis
 
 
@@ -404,7 +419,8 @@ class _WindowStream:
             self._pos[ti] = self._rows[ti] = []
 
 
-def _cut_crops(video, analysis: FaceAnalysis, progress: ProgressFn, sink: _WindowStream | None = None) -> None:
+def _cut_crops(video, analysis: FaceAnalysis, progress: ProgressFn, sink: _WindowStream | None = None,
+               geometry: str = "mouth") -> None:
     """Pass 2: decode the frames the tracks need (grayscale, full size) and cut each track's
     mouth crop at every model frame it covers: into ``track.crops``, or, with ``sink``, into the
     window stream (the crops are then not kept)."""
@@ -420,12 +436,18 @@ def _cut_crops(video, analysis: FaceAnalysis, progress: ProgressFn, sink: _Windo
     order = sorted((ti for ti in range(len(tracks)) if src[ti].size), key=lambda ti: int(src[ti][0]))
     needed = np.unique(np.concatenate(src)) if order else np.zeros(0, np.int64)
     nxt = [0] * len(tracks)
+    frames_of: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # open tracks' framing
+    fps = analysis.info.fps or 25.0
     active: list[int] = []
     a = 0
     total = analysis.timeline.num_source_frames
     for fr in iter_frames(video, gray=True, indices=needed.tolist()):
         j = fr.index
         while a < len(order) and int(src[order[a]][0]) <= j:
+            t = tracks[order[a]]
+            xyxy = t.boxes.astype(np.float64)
+            xyxy[:, 2:] += xyxy[:, :2]
+            frames_of[order[a]] = track_geometry(xyxy, t.landmarks, fps, geometry)
             active.append(order[a])
             a += 1
         still = []
@@ -435,11 +457,9 @@ def _cut_crops(video, analysis: FaceAnalysis, progress: ProgressFn, sink: _Windo
                 i += 1
             if i < s.size and s[i] == j:
                 r = j - t.start_frame
-                box = t.boxes[r].astype(np.float64)
-                x1y1x2y2 = np.array([box[0], box[1], box[0] + box[2], box[1] + box[3]])
-                lm = None if t.landmarks is None else t.landmarks[r].astype(np.float64)
-                crop = crop_mouth(fr.image, x1y1x2y2, lm)
-                ok = bool(box[3] >= MIN_FACE_PX)
+                centres, sides, angles = frames_of[ti]
+                crop = crop_at(fr.image, centres[r], float(sides[r]), float(angles[r]))
+                ok = bool(t.boxes[r, 3] >= MIN_FACE_PX)
                 while i < s.size and s[i] == j:  # below 25 fps one source frame is several model frames
                     t.scorable[i] = ok
                     if sink is None:
@@ -450,6 +470,8 @@ def _cut_crops(video, analysis: FaceAnalysis, progress: ProgressFn, sink: _Windo
             nxt[ti] = i
             if i < s.size:
                 still.append(ti)
+            else:
+                frames_of.pop(ti, None)
         active = still
         if j % 25 == 0:
             progress("mouths", j + 1, total)

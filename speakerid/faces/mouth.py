@@ -4,6 +4,15 @@ The crop is a similarity transform of the source frame: centre = mouth centre (m
 mouth-corner landmarks, or a fixed point of the box when there are none), side = ``MOUTH_SCALE``
 × face height, rotated so the eye line is level. So a face of any size, and a slightly tilted
 head, gives the same framing.
+
+Two geometries (``CROP_GEOMETRIES``):
+
+* ``"mouth"``: each frame's own mouth centre, face height and eye-line angle.
+* ``"stable"``: the framing follows the rigid upper face, not the jaw. The mouth corners and the
+  face box's height move with speech (the jaw drops, the box grows), so a per-frame framing
+  re-centres and re-scales the crop in step with what it should show. Here the centre is the
+  nose plus the track's mouth-to-nose offset averaged over ``STABLE_S`` seconds, and the side
+  and angle are averaged over the same span; head motion still moves the crop, speech does not.
 """
 from __future__ import annotations
 
@@ -12,6 +21,10 @@ import numpy as np
 CROP_SIZE = 111
 MOUTH_SCALE = 0.75
 """Crop side as a fraction of the face box height: mouth, chin and the bottom of the nose."""
+STABLE_S = 1.0
+"""Span (seconds, centred) over which the ``"stable"`` geometry averages scale, angle and the
+mouth's offset from the nose: several syllables, shorter than most head movements."""
+CROP_GEOMETRIES = ("mouth", "stable")
 MIN_FACE_PX = 24
 """Faces shorter than this (source pixels) are tracked but not scored: too few pixels of mouth."""
 
@@ -31,12 +44,59 @@ def mouth_geometry(box: np.ndarray, landmarks: np.ndarray | None) -> tuple[np.nd
     return np.asarray(centre, np.float64), MOUTH_SCALE * h, angle
 
 
+def _track_mean(x: np.ndarray, width: int) -> np.ndarray:
+    """Centred moving mean along axis 0 over ``width`` rows, over the rows that exist at a
+    track's ends (no padding, so the ends are not pulled towards a repeated edge value)."""
+    n = x.shape[0]
+    h = max(0, int(width) // 2)
+    c = np.concatenate([np.zeros((1,) + x.shape[1:]), np.cumsum(x, axis=0)], axis=0)
+    lo = np.clip(np.arange(n) - h, 0, n)
+    hi = np.clip(np.arange(n) + h + 1, 0, n)
+    return (c[hi] - c[lo]) / (hi - lo).reshape((-1,) + (1,) * (x.ndim - 1))
+
+
+def track_geometry(boxes: np.ndarray, landmarks: np.ndarray | None, fps: float,
+                   geometry: str = "mouth") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Crop framing for every frame of one track: ``(centres (n, 2), sides (n,), angles (n,))``.
+
+    ``boxes``: ``(n, 4)`` x1, y1, x2, y2 per consecutive source frame; ``landmarks``: ``(n, 5, 2)``
+    or None; ``geometry``: one of ``CROP_GEOMETRIES`` (see the module's docstring).
+    """
+    if geometry not in CROP_GEOMETRIES:
+        raise ValueError(f"unknown crop geometry {geometry!r}; expected one of {CROP_GEOMETRIES}")
+    boxes = np.asarray(boxes, np.float64)
+    per = [mouth_geometry(b, None if landmarks is None else np.asarray(landmarks[i], np.float64))
+           for i, b in enumerate(boxes)]
+    centres = np.array([p[0] for p in per]).reshape(-1, 2)
+    sides = np.array([p[1] for p in per], np.float64)
+    angles = np.array([p[2] for p in per], np.float64)
+    if geometry == "mouth" or boxes.shape[0] == 0:
+        return centres, sides, angles
+    width = max(1, int(round(STABLE_S * (fps or 25.0))))
+    sides = _track_mean(sides, width)
+    angles = _track_mean(angles, width)
+    if landmarks is not None:
+        nose = np.asarray(landmarks, np.float64)[:, 2]
+        centres = nose + _track_mean(centres - nose, width)
+    else:
+        # no landmarks: the box's top edge (forehead) is rigid, its height is not
+        centres = np.stack([(boxes[:, 0] + boxes[:, 2]) / 2.0, boxes[:, 1] + 0.78 * sides / MOUTH_SCALE], 1)
+    return centres, sides, angles
+
+
 def crop_mouth(gray: np.ndarray, box: np.ndarray, landmarks: np.ndarray | None,
                size: int = CROP_SIZE) -> np.ndarray:
     """One ``size``×``size`` uint8 mouth crop from a grayscale frame (outside pixels → edge)."""
+    centre, side, angle = mouth_geometry(box, landmarks)
+    return crop_at(gray, centre, side, angle, size)
+
+
+def crop_at(gray: np.ndarray, centre: np.ndarray, side: float, angle: float,
+            size: int = CROP_SIZE) -> np.ndarray:
+    """The ``size``×``size`` uint8 crop of side ``side`` source pixels centred on ``centre`` and
+    rotated by ``angle`` (radians) so that the eye line is level (outside pixels → edge)."""
     import cv2
 
-    centre, side, angle = mouth_geometry(box, landmarks)
     s = size / max(side, 1e-3)
     c, si = np.cos(angle) * s, np.sin(angle) * s
     # maps source → crop: rotate by −angle about the centre, scale, move centre to crop middle

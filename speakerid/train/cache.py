@@ -68,7 +68,7 @@ def usable_windows(clip: CachedClip) -> np.ndarray:
 
 
 def preprocess_clip(video: str | os.PathLike, out: str | os.PathLike, meta: dict | None = None,
-                    detect_every: int = 4, detect_width: int = 320) -> dict:
+                    detect_every: int = 4, detect_width: int = 320, crop_geometry: str = "mouth") -> dict:
     """Run the faces stage and MFCC on one clip and write its cache file (atomically).
 
     The training clips are talking-head shots whose face fills much of the frame, so a small
@@ -77,7 +77,7 @@ def preprocess_clip(video: str | os.PathLike, out: str | os.PathLike, meta: dict
     from ..faces import analyze_faces
     from ..media import read_audio
 
-    a = analyze_faces(video, detect_every=detect_every, detect_width=detect_width)
+    a = analyze_faces(video, detect_every=detect_every, detect_width=detect_width, crop_geometry=crop_geometry)
     n = a.timeline.num_model_frames
     count = a.faces_per_model_frame()
     crops = np.zeros((n, 111, 111), np.uint8)
@@ -90,7 +90,8 @@ def preprocess_clip(video: str | os.PathLike, out: str | os.PathLike, meta: dict
     audio = read_audio(video, video_start_s=a.info.video_start_s)
     mfcc = compute_mfcc(audio)
     meta = dict(meta or {})
-    meta.update(source=str(video), fps=a.info.fps, num_tracks=len(a.tracks), version=CACHE_VERSION)
+    meta.update(source=str(video), fps=a.info.fps, num_tracks=len(a.tracks), version=CACHE_VERSION,
+                crop_geometry=crop_geometry)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     # a hidden name without the .npz suffix, so an interrupted write is never listed as a clip
@@ -115,13 +116,13 @@ def _manifest(data_root: Path) -> dict[str, dict]:
 
 
 def _work(args):
-    video, out, meta = args
+    video, out, meta, geometry = args
     import cv2
 
     cv2.setNumThreads(1)
     t = time.time()
     try:
-        r = preprocess_clip(video, out, meta)
+        r = preprocess_clip(video, out, meta, crop_geometry=geometry)
         r["error"] = ""
     except Exception as e:  # noqa: BLE001 - one bad clip must not stop a long preprocessing run
         r = {"frames": 0, "usable": 0, "tracks": 0, "error": f"{type(e).__name__}: {e}"}
@@ -130,7 +131,7 @@ def _work(args):
 
 
 def build_cache(data_root: str | os.PathLike, subdirs: list[str], cache_dir: str | os.PathLike,
-                workers: int = 2, log=print) -> list[dict]:
+                workers: int = 2, log=print, crop_geometry: str = "mouth") -> list[dict]:
     """Preprocess every clip under ``data_root/<subdir>`` (skipping ones already cached)."""
     from concurrent.futures import ProcessPoolExecutor
 
@@ -146,7 +147,7 @@ def build_cache(data_root: str | os.PathLike, subdirs: list[str], cache_dir: str
                 continue
             row = manifest.get(rel, {})
             meta = {"group": group, "file": rel, "identity": row.get("identity", ""), "license": row.get("license", "")}
-            jobs.append((str(v), str(out), meta))
+            jobs.append((str(v), str(out), meta, crop_geometry))
     log(f"preprocessing {len(jobs)} clips with {workers} workers → {cache_dir}")
     results = []
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -161,5 +162,25 @@ def build_cache(data_root: str | os.PathLike, subdirs: list[str], cache_dir: str
     return results
 
 
-if __name__ == "__main__":  # python -m speakerid.train.cache DATA_ROOT CACHE_DIR SUBDIR...
-    build_cache(sys.argv[1], sys.argv[3:], sys.argv[2], workers=int(os.environ.get("WORKERS", "2")))
+def clip_geometry(clip: CachedClip) -> str:
+    """How a cached clip's mouth crops were framed (files written before this was recorded: "mouth")."""
+    return str(clip.meta.get("crop_geometry", "mouth"))
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m speakerid.train.cache",
+                                description="Preprocess training/eval clips into a cache of mouth crops + MFCC.")
+    p.add_argument("data_root")
+    p.add_argument("cache_dir")
+    p.add_argument("subdirs", nargs="+", help="folders under DATA_ROOT, e.g. train/grid_s1 eval")
+    p.add_argument("--workers", type=int, default=int(os.environ.get("WORKERS", "2")))
+    p.add_argument("--crop-geometry", choices=["mouth", "stable"], default="mouth",
+                   help="how mouth crops are framed (speakerid.faces.mouth); default: mouth")
+    a = p.parse_args(argv)
+    build_cache(a.data_root, a.subdirs, a.cache_dir, workers=a.workers, crop_geometry=a.crop_geometry)
+
+
+if __name__ == "__main__":
+    main()

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..features import CEP_LIFTER, COLS_PER_FRAME, NUM_CEPSTRA, NUM_MEL_FILTERS, WINDOW_COLS, WINDOW_FRAMES
-from .cache import CachedClip, load_clip, usable_windows
+from .cache import CachedClip, clip_geometry, load_clip, usable_windows
 
 MAX_SHIFT = 100
 """Largest audio shift scored, in MFCC columns (±1 s)."""
@@ -236,10 +236,21 @@ def cepstral_warp_matrix(alpha: float, num_cep: int = NUM_CEPSTRA, nfilt: int = 
 
 
 def load_clips(paths: list[Path], pad_value: np.ndarray, root: Path | None = None, prepare=None,
-               reference=None) -> list[ClipData]:
+               reference=None, geometry: str | None = None) -> list[ClipData]:
+    """Cached clips ready for sampling. ``geometry``: the crop geometry every clip must have."""
     out = []
     for p in paths:
         c = load_clip(p)
+        if geometry is not None:
+            require_geometry(c, geometry)
         name = p.relative_to(root).as_posix() if root else p.name
         out.append(ClipData.from_cached(c, pad_value, name, prepare, reference))
     return out
+
+
+def require_geometry(clip: CachedClip, geometry: str) -> None:
+    """Refuse a cached clip whose crops were framed otherwise than the model expects: mixing
+    framings would train or measure a model on crops it will never (or always) be given."""
+    if clip_geometry(clip) != geometry:
+        raise ValueError(f"{clip.path}: cached with crop geometry {clip_geometry(clip)!r}, but the model uses "
+                         f"{geometry!r}; rebuild the cache with --crop-geometry {geometry}")

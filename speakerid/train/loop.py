@@ -40,8 +40,8 @@ import torch
 from ..features import COLS_PER_FRAME, WINDOW_COLS
 from ..model import Embedder, SyncNet, SyncNetConfig, model_from_checkpoint, read_checkpoint, save_checkpoint
 from .data import (MAX_ALIGN, MAX_SHIFT, ClipData, WindowSampler, augment_audio, augment_video, list_cache, load_clips,
-                   mfcc_stats)
-from .cache import load_clip
+                   mfcc_stats, require_geometry)
+from .cache import clip_geometry, load_clip
 from .config import TrainConfig
 
 NEAR = 4 * COLS_PER_FRAME  # shifts below 4 frames are "near" negatives
@@ -205,6 +205,7 @@ def evaluate(model: SyncNet, cache_dir: str | os.PathLike, split: str = "eval", 
     clip_rows = []
     for p in paths:
         c = load_clip(p)
+        require_geometry(c, model.config.crop_geometry)
         w = usable_windows(c)
         if w.size == 0:
             continue
@@ -420,7 +421,8 @@ class Trainer:
             return 0
         root = Path(self.cfg.cache_dir) / "train"
         cl = load_clips(new, self.pad_value, root, prepare=self.model.prepare_mfcc,
-                        reference=self.model.mouth_reference if self.model.config.video_ref else None)
+                        reference=self.model.mouth_reference if self.model.config.video_ref else None,
+                        geometry=self.model.config.crop_geometry)
         for p, c in zip(new, cl):
             self.names[p.as_posix()] = len(self.clips)
             self.clips.append(c)
@@ -446,10 +448,13 @@ class Trainer:
             first = [load_clip(p) for p in paths]
             if not first:
                 raise SystemExit(f"no training clips under {cfg.cache_dir}/train")
+            geometries = sorted({clip_geometry(c) for c in first})
+            if len(geometries) > 1:
+                raise SystemExit(f"{cfg.cache_dir}/train mixes crop geometries {geometries}; use one cache per geometry")
             self.model = SyncNet(SyncNetConfig(width=cfg.width, audio_width=cfg.audio_width, embed_dim=cfg.embed_dim,
                                                mouth_px=cfg.mouth_px, cmn_cols=cfg.cmn_cols,
                                                video_diff=bool(cfg.video_diff), video_ref=cfg.video_ref,
-                                               video_ref_raw=bool(cfg.video_ref_raw)))
+                                               video_ref_raw=bool(cfg.video_ref_raw), crop_geometry=geometries[0]))
             mean, std = mfcc_stats(first, prepare=self.model.prepare_mfcc)
             del first
             self.model.mfcc_mean.copy_(torch.from_numpy(mean))
