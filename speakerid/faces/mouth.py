@@ -31,17 +31,9 @@ MIN_FACE_PX = 24
 
 def mouth_geometry(box: np.ndarray, landmarks: np.ndarray | None) -> tuple[np.ndarray, float, float]:
     """(centre (x, y), side in pixels, roll angle in radians) of the mouth crop for one frame."""
-    x1, y1, x2, y2 = box
-    h = max(1.0, y2 - y1)
-    if landmarks is not None:
-        le, re, _nose, ml, mr = landmarks
-        centre = (ml + mr) / 2.0
-        eye = re - le
-        angle = float(np.arctan2(eye[1], eye[0])) if np.hypot(*eye) > 1e-3 else 0.0
-    else:
-        centre = np.array([(x1 + x2) / 2.0, y1 + 0.78 * h])
-        angle = 0.0
-    return np.asarray(centre, np.float64), MOUTH_SCALE * h, angle
+    lm = None if landmarks is None else np.asarray(landmarks, np.float64).reshape(1, 5, 2)
+    centres, sides, angles = track_geometry(np.asarray(box, np.float64).reshape(1, 4), lm, 25.0, "mouth")
+    return centres[0], float(sides[0]), float(angles[0])
 
 
 def _track_mean(x: np.ndarray, width: int) -> np.ndarray:
@@ -64,19 +56,26 @@ def track_geometry(boxes: np.ndarray, landmarks: np.ndarray | None, fps: float,
     """
     if geometry not in CROP_GEOMETRIES:
         raise ValueError(f"unknown crop geometry {geometry!r}; expected one of {CROP_GEOMETRIES}")
-    boxes = np.asarray(boxes, np.float64)
-    per = [mouth_geometry(b, None if landmarks is None else np.asarray(landmarks[i], np.float64))
-           for i, b in enumerate(boxes)]
-    centres = np.array([p[0] for p in per]).reshape(-1, 2)
-    sides = np.array([p[1] for p in per], np.float64)
-    angles = np.array([p[2] for p in per], np.float64)
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    h = np.maximum(1.0, boxes[:, 3] - boxes[:, 1])
+    sides = MOUTH_SCALE * h
+    # each frame's own framing: centre = mean of the mouth corners (a fixed point of the box
+    # without landmarks), side from the box height, roll = the eye line's angle
+    if landmarks is not None:
+        lm = np.asarray(landmarks, np.float64).reshape(-1, 5, 2)
+        centres = (lm[:, 3] + lm[:, 4]) / 2.0
+        eye = lm[:, 1] - lm[:, 0]
+        angles = np.where(np.hypot(eye[:, 0], eye[:, 1]) > 1e-3, np.arctan2(eye[:, 1], eye[:, 0]), 0.0)
+    else:
+        centres = np.stack([(boxes[:, 0] + boxes[:, 2]) / 2.0, boxes[:, 1] + 0.78 * h], 1)
+        angles = np.zeros(boxes.shape[0])
     if geometry == "mouth" or boxes.shape[0] == 0:
         return centres, sides, angles
     width = max(1, int(round(STABLE_S * (fps or 25.0))))
     sides = _track_mean(sides, width)
     angles = _track_mean(angles, width)
     if landmarks is not None:
-        nose = np.asarray(landmarks, np.float64)[:, 2]
+        nose = lm[:, 2]
         centres = nose + _track_mean(centres - nose, width)
     else:
         # no landmarks: the box's top edge (forehead) is rigid, its height is not
