@@ -150,11 +150,11 @@ def main(argv=None) -> int:
     rows = []
     per = []
     t_video = t_proc = 0.0
+    geometry = model.config.crop_geometry
+    tag = "" if geometry == "mouth" else f".{geometry}"  # crops are cut the way the model was trained
     for name in names:
         path = bench / name
         lab = labels[name]
-        geometry = model.config.crop_geometry
-        tag = "" if geometry == "mouth" else f".{geometry}"  # crops are cut the way the model was trained
         cached = a.faces_cache / f"{name}.d{a.detect_every}{tag}.pkl" if a.faces_cache else None
         t0 = time.perf_counter()
         if cached is not None and cached.exists():

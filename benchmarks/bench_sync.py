@@ -129,14 +129,14 @@ def run(args) -> dict:
     audios = {}
     embs = {}
     preps = {}
+    geometry = model.config.crop_geometry
+    tag = "" if geometry == "mouth" else f".{geometry}"  # crops are cut the way the model was trained
     for n_i, name in enumerate(names):
         path = args.bench / name
         t0 = time.perf_counter()
         audio = read_audio(path)
         t_audio = time.perf_counter() - t0
         analysis, faces_s = None, None
-        geometry = model.config.crop_geometry
-        tag = "" if geometry == "mouth" else f".{geometry}"  # crops are cut the way the model was trained
         cached = args.faces_cache / f"{name}{tag}.pkl" if args.faces_cache else None
         if cached is not None and cached.exists():
             # faces do not depend on the SyncNet weights: reuse them across runs (timing kept)

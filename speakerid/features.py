@@ -121,15 +121,23 @@ def normalize_cepstra(mfcc: np.ndarray, window_cols: int) -> np.ndarray:
     meets new ones on the same footing. Works on any length in O(T).
     """
     m = np.asarray(mfcc, np.float64)
-    T = m.shape[1]
-    if T == 0 or window_cols <= 1:
+    if m.shape[1] == 0 or window_cols <= 1:
         return np.asarray(mfcc, np.float32)
-    h = window_cols // 2
-    c = np.concatenate([np.zeros((m.shape[0], 1)), np.cumsum(m, axis=1)], axis=1)
-    lo = np.clip(np.arange(T) - h, 0, T)
-    hi = np.clip(np.arange(T) + h + 1, 0, T)
-    mean = (c[:, hi] - c[:, lo]) / (hi - lo)
-    return (m - mean).astype(np.float32)
+    return (m - centred_mean(m, window_cols, axis=1)).astype(np.float32)
+
+
+def centred_mean(x: np.ndarray, width: int, axis: int = 0) -> np.ndarray:
+    """Moving mean along ``axis`` over a centred window of ``width`` samples (``width // 2``
+    either side), over the samples that exist near the ends: no padding, so the ends are not
+    pulled towards a repeated edge value. O(n) by cumulative sums; float64."""
+    x = np.moveaxis(np.asarray(x, np.float64), axis, 0)
+    n = x.shape[0]
+    h = max(0, int(width) // 2)
+    c = np.concatenate([np.zeros((1,) + x.shape[1:]), np.cumsum(x, axis=0)], axis=0)
+    lo = np.clip(np.arange(n) - h, 0, n)
+    hi = np.clip(np.arange(n) + h + 1, 0, n)
+    mean = (c[hi] - c[lo]) / (hi - lo).reshape((-1,) + (1,) * (x.ndim - 1))
+    return np.moveaxis(mean, 0, axis)
 
 
 MFCC_CHUNK_COLS = 1500

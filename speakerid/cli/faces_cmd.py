@@ -19,7 +19,8 @@ def register(sub) -> None:
     p.add_argument("--per-track", type=int, default=12, help="crops per track (default 12)")
     p.add_argument("--detect-every", type=int, default=3)
     p.add_argument("--detect-width", type=int, default=512)
-    p.add_argument("--crop-geometry", choices=["mouth", "stable"], default=None,
+    # speakerid.faces.mouth.CROP_GEOMETRIES, spelled out so the CLI starts without numpy
+    p.add_argument("--crop-geometry", choices=("mouth", "stable"), default=None,
                    help="how crops are framed (default: as the packaged model was trained)")
     p.set_defaults(func=_crops)
 

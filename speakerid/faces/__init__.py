@@ -24,7 +24,7 @@ from ..media import MediaInfo, Timeline, iter_frames, probe, require_video
 from ..progress import ProgressFn, silent
 from ..rowstore import RowStore, StoredRows
 from .detector import CenterFaceDetector, Detection, FaceDetector, default_detector
-from .mouth import CROP_GEOMETRIES, CROP_SIZE, MIN_FACE_PX, crop_at, crop_mouth, track_geometry
+from .mouth import CROP_SIZE, MIN_FACE_PX, check_geometry, crop_at, crop_mouth, track_geometry
 from .shots import ShotDetector
 from .tracking import ShotTracker, densify
 
@@ -224,8 +224,7 @@ def analyze_faces(video: str | os.PathLike, *, detector: FaceDetector | None = N
     ``"stable"`` (following the upper face; see :mod:`speakerid.faces.mouth`). A model's crops
     must be cut the way its training crops were: pass ``model.config.crop_geometry``.
     """
-    if crop_geometry not in CROP_GEOMETRIES:
-        raise ValueError(f"unknown crop geometry {crop_geometry!r}; expected one of {CROP_GEOMETRIES}")
+    check_geometry(crop_geometry)  # before the decoding, not after pass 1
     progress = progress or silent
     info = probe(video)
     require_video(info)

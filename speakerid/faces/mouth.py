@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..features import centred_mean
+
 CROP_SIZE = 111
 MOUTH_SCALE = 0.75
 """Crop side as a fraction of the face box height: mouth, chin and the bottom of the nose."""
@@ -36,15 +38,10 @@ def mouth_geometry(box: np.ndarray, landmarks: np.ndarray | None) -> tuple[np.nd
     return centres[0], float(sides[0]), float(angles[0])
 
 
-def _track_mean(x: np.ndarray, width: int) -> np.ndarray:
-    """Centred moving mean along axis 0 over ``width`` rows, over the rows that exist at a
-    track's ends (no padding, so the ends are not pulled towards a repeated edge value)."""
-    n = x.shape[0]
-    h = max(0, int(width) // 2)
-    c = np.concatenate([np.zeros((1,) + x.shape[1:]), np.cumsum(x, axis=0)], axis=0)
-    lo = np.clip(np.arange(n) - h, 0, n)
-    hi = np.clip(np.arange(n) + h + 1, 0, n)
-    return (c[hi] - c[lo]) / (hi - lo).reshape((-1,) + (1,) * (x.ndim - 1))
+def check_geometry(geometry: str) -> None:
+    """Raise ``ValueError`` unless ``geometry`` is one of ``CROP_GEOMETRIES``."""
+    if geometry not in CROP_GEOMETRIES:
+        raise ValueError(f"unknown crop geometry {geometry!r}; expected one of {CROP_GEOMETRIES}")
 
 
 def track_geometry(boxes: np.ndarray, landmarks: np.ndarray | None, fps: float,
@@ -54,8 +51,7 @@ def track_geometry(boxes: np.ndarray, landmarks: np.ndarray | None, fps: float,
     ``boxes``: ``(n, 4)`` x1, y1, x2, y2 per consecutive source frame; ``landmarks``: ``(n, 5, 2)``
     or None; ``geometry``: one of ``CROP_GEOMETRIES`` (see the module's docstring).
     """
-    if geometry not in CROP_GEOMETRIES:
-        raise ValueError(f"unknown crop geometry {geometry!r}; expected one of {CROP_GEOMETRIES}")
+    check_geometry(geometry)
     boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
     h = np.maximum(1.0, boxes[:, 3] - boxes[:, 1])
     sides = MOUTH_SCALE * h
@@ -72,11 +68,11 @@ def track_geometry(boxes: np.ndarray, landmarks: np.ndarray | None, fps: float,
     if geometry == "mouth" or boxes.shape[0] == 0:
         return centres, sides, angles
     width = max(1, int(round(STABLE_S * (fps or 25.0))))
-    sides = _track_mean(sides, width)
-    angles = _track_mean(angles, width)
+    sides = centred_mean(sides, width)
+    angles = centred_mean(angles, width)
     if landmarks is not None:
         nose = lm[:, 2]
-        centres = nose + _track_mean(centres - nose, width)
+        centres = nose + centred_mean(centres - nose, width)
     else:
         # no landmarks: the box's top edge (forehead) is rigid, its height is not
         centres = np.stack([(boxes[:, 0] + boxes[:, 2]) / 2.0, boxes[:, 1] + 0.78 * sides / MOUTH_SCALE], 1)

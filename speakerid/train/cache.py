@@ -18,7 +18,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -170,13 +169,15 @@ def clip_geometry(clip: CachedClip) -> str:
 def main(argv: list[str] | None = None) -> None:
     import argparse
 
+    from ..faces.mouth import CROP_GEOMETRIES
+
     p = argparse.ArgumentParser(prog="python -m speakerid.train.cache",
                                 description="Preprocess training/eval clips into a cache of mouth crops + MFCC.")
     p.add_argument("data_root")
     p.add_argument("cache_dir")
     p.add_argument("subdirs", nargs="+", help="folders under DATA_ROOT, e.g. train/grid_s1 eval")
     p.add_argument("--workers", type=int, default=int(os.environ.get("WORKERS", "2")))
-    p.add_argument("--crop-geometry", choices=["mouth", "stable"], default="mouth",
+    p.add_argument("--crop-geometry", choices=CROP_GEOMETRIES, default="mouth",
                    help="how mouth crops are framed (speakerid.faces.mouth); default: mouth")
     a = p.parse_args(argv)
     build_cache(a.data_root, a.subdirs, a.cache_dir, workers=a.workers, crop_geometry=a.crop_geometry)
