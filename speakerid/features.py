@@ -112,18 +112,33 @@ def iter_mfcc(pieces: Iterable[np.ndarray], sample_rate: int = SAMPLE_RATE) -> I
         yield tail
 
 
-def normalize_cepstra(mfcc: np.ndarray, window_cols: int) -> np.ndarray:
+def normalize_cepstra(mfcc: np.ndarray, window_cols: int, variance: bool = False) -> np.ndarray:
     """Cepstral mean normalisation: each cepstrum less its mean over a centred window of
     ``window_cols`` columns (fewer at the ends; the whole clip when it is shorter).
 
     A microphone, a room or a codec adds a near-constant vector to the cepstra; removing the
     local mean leaves what changes with speech, so a model trained on a few recording setups
     meets new ones on the same footing. Works on any length in O(T).
+
+    ``variance``: also divide by the standard deviation over the same window (mean and
+    variance normalisation), so a voice's or a recording's range of each cepstrum counts no
+    more than another's. A window with (almost) no variation, such as digital silence, is
+    divided by ``CVN_FLOOR`` instead.
     """
     m = np.asarray(mfcc, np.float64)
     if m.shape[1] == 0 or window_cols <= 1:
         return np.asarray(mfcc, np.float32)
-    return (m - centred_mean(m, window_cols, axis=1)).astype(np.float32)
+    mean = centred_mean(m, window_cols, axis=1)
+    out = m - mean
+    if variance:
+        var = centred_mean(m * m, window_cols, axis=1) - mean * mean
+        out /= np.sqrt(np.maximum(var, CVN_FLOOR ** 2))
+    return out.astype(np.float32)
+
+
+CVN_FLOOR = 0.05
+"""Smallest standard deviation :func:`normalize_cepstra` divides by (cepstra of speech vary by
+0.5–5 over 3 s; digital silence does not vary at all)."""
 
 
 def centred_mean(x: np.ndarray, width: int, axis: int = 0) -> np.ndarray:

@@ -51,6 +51,10 @@ class SyncNetConfig:
     """Cepstral mean normalisation of the MFCC over a sliding window of this many columns
     before the audio stream (:func:`speakerid.features.normalize_cepstra`); 0 = none."""
 
+    cvn: bool = False
+    """With ``cmn_cols``: normalise each cepstrum's variance over the same window too
+    (``normalize_cepstra(variance=True)``)."""
+
     video_diff: bool = False
     """Give the video stream the 4 frame-to-frame differences beside the 5 frames (9 input
     channels): motion that does not depend on what a face looks like."""
@@ -168,7 +172,7 @@ class SyncNet(nn.Module):
         if self.config.cmn_cols:
             from .features import normalize_cepstra
 
-            return normalize_cepstra(mfcc, self.config.cmn_cols)
+            return normalize_cepstra(mfcc, self.config.cmn_cols, variance=self.config.cvn)
         return np.asarray(mfcc, np.float32)
 
     def mouth_reference(self, crops: np.ndarray) -> np.ndarray | None:

@@ -113,6 +113,26 @@ def test_cepstral_mean_normalisation_removes_a_channel_offset():
     assert F.normalize_cepstra(speech[:, :0], 301).shape == (13, 0)
 
 
+def test_cepstral_variance_normalisation_removes_a_range_and_survives_silence():
+    rng = np.random.default_rng(2)
+    speech = rng.normal(0, 3, (13, 700)).astype(np.float32)
+    gain = rng.uniform(0.3, 3.0, (13, 1)).astype(np.float32)   # a voice with a wider or narrower range
+    channel = rng.normal(0, 10, (13, 1)).astype(np.float32)
+    a = F.normalize_cepstra(speech, 301, variance=True)
+    b = F.normalize_cepstra(speech * gain + channel, 301, variance=True)
+    np.testing.assert_allclose(a, b, atol=1e-3)
+    # unit variance over each column's own neighbourhood (here: the middle column's)
+    j = 350
+    seg = speech[:, j - 150:j + 151].astype(np.float64)
+    np.testing.assert_allclose(a[:, j], (speech[:, j] - seg.mean(1)) / seg.std(1), atol=1e-3)
+    # without variance it is the mean normalisation alone
+    np.testing.assert_allclose(F.normalize_cepstra(speech, 301, variance=False), F.normalize_cepstra(speech, 301))
+    # digital silence (no variation): finite, zero, not blown up
+    silent = np.full((13, 400), -36.0, np.float32)
+    out = F.normalize_cepstra(silent, 301, variance=True)
+    assert np.isfinite(out).all() and np.abs(out).max() < 1e-3
+
+
 def test_mfcc_in_chunks_is_exactly_the_one_pass_mfcc(grid_clip, monkeypatch):
     """Long audio is computed a chunk of columns at a time (bounded memory); each chunk starts
     one hop early for the pre-emphasis filter, so the numbers are bit for bit the same."""

@@ -55,6 +55,21 @@ def test_cmn_model_normalises_whole_clips_the_same_on_every_path():
     np.testing.assert_allclose(e.sequence(prepared[:, 30:80], prepared=True), seq[30:61], atol=1e-5)
 
 
+def test_cvn_model_ignores_a_recording_gain_and_offset_on_every_path():
+    # mean and variance normalisation: a cepstral gain (a voice's or a channel's range) and a
+    # constant offset change nothing, whole clip or cut with the context the streaming path reads
+    m = SyncNet(SyncNetConfig(width=4, audio_width=6, embed_dim=16, cmn_cols=51, cvn=True)).eval()
+    mfcc = np.random.default_rng(0).normal(0, 5, (13, 120)).astype(np.float32)
+    gain = np.random.default_rng(1).uniform(0.5, 2.0, (13, 1)).astype(np.float32)
+    e = Embedder(m)
+    seq = e.sequence(mfcc)
+    np.testing.assert_allclose(e.sequence(mfcc * gain + 7.0), seq, atol=1e-3)
+    prepared = m.prepare_mfcc(mfcc)
+    np.testing.assert_allclose(e.sequence(prepared[:, 30:80], prepared=True), seq[30:61], atol=1e-5)
+    plain = SyncNet(SyncNetConfig(width=4, audio_width=6, embed_dim=16, cmn_cols=51)).eval()
+    assert not np.allclose(plain.prepare_mfcc(mfcc * gain), plain.prepare_mfcc(mfcc), atol=1e-3)
+
+
 def test_mouth_reference_is_the_centred_mean_and_goes_with_every_window():
     """A model with mouth references sees each window's 5 crops less the mean crop of its track
     over a centred span (cut at the track's ends): a face's look at rest drops out, and a whole

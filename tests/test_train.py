@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from speakerid.model import SyncNet, SyncNetConfig, read_checkpoint
+from speakerid.model import SyncNet, SyncNetConfig, load_model, read_checkpoint
 from speakerid.train.data import MAX_ALIGN, MAX_SHIFT, PAD, ClipData, WindowSampler
 from speakerid.train.loop import (TrainConfig, Trainer, WeightAverage, aggregate_offset, clip_alignment,
                                   pair_distances,
@@ -367,6 +367,13 @@ def test_training_with_mouth_references_feeds_them_and_resumes_exactly(tmp_path)
     _fake_cache(tmp_path, rng)
     fa, fb = _straight_and_resumed(tmp_path, 4, video_ref=9, eval_every=3)
     assert fa["config"]["video_ref"] == 9 and fa["fingerprint"] == fb["fingerprint"]
+
+
+def test_training_with_variance_normalisation_records_it_and_resumes_exactly(tmp_path):
+    _fake_cache(tmp_path, np.random.default_rng(0))
+    fa, fb = _straight_and_resumed(tmp_path, 4, cvn=1)
+    assert fa["config"]["cvn"] is True and fa["fingerprint"] == fb["fingerprint"]
+    assert load_model(tmp_path / "a" / "final.pt").config.cvn
 
 
 def test_the_model_takes_its_crop_geometry_from_the_cache_and_refuses_a_mixed_one(tmp_path):

@@ -16,6 +16,8 @@ class TrainConfig:
     audio_width: int = 10
     mouth_px: int = 75
     cmn_cols: int = 301
+    cvn: int = 0
+    """Cepstral variance normalisation beside the mean normalisation (``SyncNetConfig.cvn``)."""
     video_diff: int = 0
     video_ref: int = 0
     """Mouth reference window in frames (``SyncNetConfig.video_ref``); 0 = off."""

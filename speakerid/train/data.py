@@ -79,7 +79,7 @@ class WindowSampler:
     to its size. Below 1, a group of ``n`` runs is drawn in proportion to ``n**group_balance``
     (0: every group equally often), uniformly within the group. Meant to show the model the
     many identities of the small groups more often; at 0.5 it did not improve held-out accuracy
-    (docs/model.md, run R2).
+    (docs/experiments.md, run R2).
     """
 
     def __init__(self, clips: list[ClipData], chunk_len: int, group_balance: float = 1.0):

@@ -11,7 +11,7 @@ Recipe (see docs/model.md):
 * plus a multi-way term (``ce_weight``): cross-entropy of a softmax over all the window's shifts
   (logits ``−d²/ce_temp``) with the true shift as the class. The contrastive loss scores each
   pair alone; the single-window task is an arg-min over shifts, and this term trains exactly
-  that ranking (learned about 1.7× faster per step in the A/B of docs/model.md);
+  that ranking (learned about 1.7× faster per step in the A/B of docs/experiments.md);
 * refinement: score every positive training window with the stage-1 model and drop those
   whose distance is above the threshold that best separates positives from far negatives
   (maximum of P(d_pos ≤ t) − P(d_neg ≤ t), i.e. the equal-prior Bayes point); stage 2
@@ -452,7 +452,7 @@ class Trainer:
             if len(geometries) > 1:
                 raise SystemExit(f"{cfg.cache_dir}/train mixes crop geometries {geometries}; use one cache per geometry")
             self.model = SyncNet(SyncNetConfig(width=cfg.width, audio_width=cfg.audio_width, embed_dim=cfg.embed_dim,
-                                               mouth_px=cfg.mouth_px, cmn_cols=cfg.cmn_cols,
+                                               mouth_px=cfg.mouth_px, cmn_cols=cfg.cmn_cols, cvn=bool(cfg.cvn),
                                                video_diff=bool(cfg.video_diff), video_ref=cfg.video_ref,
                                                video_ref_raw=bool(cfg.video_ref_raw), crop_geometry=geometries[0]))
             mean, std = mfcc_stats(first, prepare=self.model.prepare_mfcc)
