@@ -8,7 +8,8 @@
 # 2. train: stage 1, refinement, stage 2 (CSV log, checkpoints and the refinement report in
 #    OUT_DIR; interrupted runs continue with the same command plus --resume);
 # 3. export the fp16 shipping weights with the eval metrics in their metadata.
-# On a 2-core CPU: preprocessing 15-30 min idle (79 min on a shared machine), training ~50-65 min. Seeded (--seed 0).
+# On a 2-core CPU: preprocessing 15-35 min idle (79 min on a shared machine), training ~40-130 min
+# (the machine's speed varied by 2x between sessions). Seeded (--seed 0).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${1:-../shared/data}
@@ -16,7 +17,7 @@ CACHE=${2:-../speakerid-cache}   # outside the repository: ~1.4 GB of crops
 OUT=${3:-../speakerid-runs}
 RESUME=${RESUME:-}
 WORKERS=${WORKERS:-2} python -m speakerid.train.cache "$DATA" "$CACHE" \
-    train/grid_s1 train/ro_tedx train/misc train/unverified train/lrc_ar eval
+    train/grid_s1 train/ro_tedx train/misc train/unverified train/lrc_ar eval --crop-geometry stable
 speakerid train --cache "$CACHE" --out "$OUT" --seed 0 --threads 1 \
     --width 16 --audio-width 10 --embed-dim 256 --chunks 12 --chunk-len 10 \
     --mouth-px 75 --cmn-cols 301 --steps1 5000 --steps2 1000 --lr1 1e-3 --lr2 3e-4 --margin 1.2 --neg-min 3 \
