@@ -10,9 +10,10 @@ import speakerid.examples as examples
 from speakerid import errors
 from speakerid.faces import CROP_SIZE, CenterFaceDetector, ShotDetector, analyze_faces, crop_mouth
 from speakerid.faces.detector import Detection
-from speakerid.faces.mouth import MOUTH_SCALE, STABLE_S, mouth_geometry, track_geometry
+from speakerid.faces.mouth import DEFAULT_CROP_GEOMETRY, MOUTH_SCALE, crop_at, STABLE_S, mouth_geometry, track_geometry
 from speakerid.faces.tracking import RawTrack, densify
 from speakerid.media import iter_frames, write_video
+from speakerid.model import load_model
 
 
 # ---------------------------------------------------------------- detector
@@ -76,15 +77,18 @@ def test_grid_clip_mouth_crops(grid_clip, grid_analysis):
     assert t.scorable.all()
     assert float(t.crops.std()) > 15  # real image content, not a flat fill
     assert len({c.tobytes() for c in t.crops}) > 60  # the mouth moves: crops differ over time
-    # crop i is cut from the source frame that model frame t.model_frames[i] shows, with that
-    # frame's box and landmarks (the second decode pass lines up with the first)
+    # crop i is cut from the source frame that model frame t.model_frames[i] shows, framed by the
+    # track's geometry at that frame (the second decode pass lines up with the first)
     tl = grid_analysis.timeline
+    xyxy = t.boxes.astype(np.float64)
+    xyxy[:, 2:] += xyxy[:, :2]
+    centres, sides, angles = track_geometry(xyxy, t.landmarks, 25.0, grid_analysis.crop_geometry)
     want = {int(tl.model_to_source[t.model_frames[i]]): i for i in (0, 31, 74)}
     for fr in iter_frames(grid_clip, gray=True, indices=want.keys()):
         i, r = want[fr.index], fr.index - t.start_frame
-        x, y, w, h = t.boxes[r]
-        expect = crop_mouth(fr.image, np.array([x, y, x + w, y + h], np.float64), t.landmarks[r].astype(np.float64))
-        np.testing.assert_array_equal(t.crops[i], expect)
+        np.testing.assert_array_equal(t.crops[i], crop_at(fr.image, centres[r], float(sides[r]), float(angles[r])))
+        if grid_analysis.crop_geometry == "mouth":  # per frame: that frame's own box and landmarks
+            np.testing.assert_array_equal(t.crops[i], crop_mouth(fr.image, xyxy[r], t.landmarks[r].astype(np.float64)))
 
 
 def test_to_dict(grid_analysis):
@@ -299,9 +303,10 @@ def test_stable_geometry_ignores_the_jaw_and_follows_the_head():
 
 
 def test_analyze_faces_cuts_stable_crops_and_names_them(grid_clip):
-    a = analyze_faces(grid_clip, crop_geometry="stable")
-    assert a.crop_geometry == "stable" and a.tracks and a.tracks[0].crops is not None
-    mouth = analyze_faces(grid_clip)
+    a = analyze_faces(grid_clip)  # the default: the packaged model's framing
+    assert a.crop_geometry == "stable" == DEFAULT_CROP_GEOMETRY == load_model().config.crop_geometry
+    assert a.tracks and a.tracks[0].crops is not None
+    mouth = analyze_faces(grid_clip, crop_geometry="mouth")
     assert mouth.crop_geometry == "mouth"
     # same faces, differently framed crops
     assert a.tracks[0].crops.shape == mouth.tracks[0].crops.shape

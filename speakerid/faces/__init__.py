@@ -24,7 +24,7 @@ from ..media import MediaInfo, Timeline, iter_frames, probe, require_video
 from ..progress import ProgressFn, silent
 from ..rowstore import RowStore, StoredRows
 from .detector import CenterFaceDetector, Detection, FaceDetector, default_detector
-from .mouth import CROP_SIZE, MIN_FACE_PX, check_geometry, crop_at, crop_mouth, track_geometry
+from .mouth import CROP_SIZE, DEFAULT_CROP_GEOMETRY, MIN_FACE_PX, check_geometry, crop_at, crop_mouth, track_geometry
 from .shots import ShotDetector
 from .tracking import ShotTracker, densify
 
@@ -164,7 +164,8 @@ class FaceAnalysis:
     """Source frame numbers where each shot starts (the first is 0)."""
     tracks: list[FaceTrack] = field(default_factory=list)
     crop_geometry: str = "mouth"
-    """How the mouth crops were framed (``analyze_faces(crop_geometry=…)``)."""
+    """How the mouth crops were framed (``analyze_faces(crop_geometry=…)``; analyses saved before
+    this field existed were all ``"mouth"``)."""
 
     def require_geometry(self, geometry: str) -> None:
         """Raise ``ValueError`` unless the crops were framed as ``geometry`` (the model's)."""
@@ -205,7 +206,7 @@ def analyze_faces(video: str | os.PathLike, *, detector: FaceDetector | None = N
                   detect_every: int = 3, detect_width: int = 512, crops: bool = True,
                   embed: WindowEmbedFn | None = None, embed_step: int = 1,
                   max_gap_s: float = 0.5, smooth_s: float = 0.2, min_track_s: float = 0.2,
-                  crop_geometry: str = "mouth", progress: ProgressFn | None = None) -> FaceAnalysis:
+                  crop_geometry: str = DEFAULT_CROP_GEOMETRY, progress: ProgressFn | None = None) -> FaceAnalysis:
     """Find, track and mouth-crop every face in ``video``.
 
     ``detect_every``: run the detector on every k-th frame (and at each shot's first frame),
@@ -220,9 +221,10 @@ def analyze_faces(video: str | os.PathLike, *, detector: FaceDetector | None = N
     temporary file: :class:`~speakerid.rowstore.StoredRows`); ``crops`` stays None and memory
     does not grow with the video.
 
-    ``crop_geometry``: how each mouth crop is framed, ``"mouth"`` (each frame's own mouth) or
-    ``"stable"`` (following the upper face; see :mod:`speakerid.faces.mouth`). A model's crops
-    must be cut the way its training crops were: pass ``model.config.crop_geometry``.
+    ``crop_geometry``: how each mouth crop is framed, ``"stable"`` (following the upper face, the
+    packaged model's framing and the default) or ``"mouth"`` (each frame's own mouth; models
+    before session 7); see :mod:`speakerid.faces.mouth`. A model's crops must be cut the way its
+    training crops were: with other weights, pass ``model.config.crop_geometry``.
     """
     check_geometry(crop_geometry)  # before the decoding, not after pass 1
     progress = progress or silent

@@ -27,6 +27,10 @@ STABLE_S = 1.0
 """Span (seconds, centred) over which the ``"stable"`` geometry averages scale, angle and the
 mouth's offset from the nose: several syllables, shorter than most head movements."""
 CROP_GEOMETRIES = ("mouth", "stable")
+DEFAULT_CROP_GEOMETRY = "stable"
+"""The framing the packaged SyncNet was trained on (since session 7), and so the default of
+:func:`speakerid.faces.analyze_faces` and of the training cache. A model's own framing is in
+its config (``SyncNetConfig.crop_geometry``); the applications always use that."""
 MIN_FACE_PX = 24
 """Faces shorter than this (source pixels) are tracked but not scored: too few pixels of mouth."""
 

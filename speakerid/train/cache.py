@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..faces.mouth import DEFAULT_CROP_GEOMETRY
 from ..features import COLS_PER_FRAME, SILENT_C0, WINDOW_COLS, WINDOW_FRAMES, compute_mfcc, num_windows
 
 CACHE_VERSION = 1
@@ -67,7 +68,7 @@ def usable_windows(clip: CachedClip) -> np.ndarray:
 
 
 def preprocess_clip(video: str | os.PathLike, out: str | os.PathLike, meta: dict | None = None,
-                    detect_every: int = 4, detect_width: int = 320, crop_geometry: str = "mouth") -> dict:
+                    detect_every: int = 4, detect_width: int = 320, crop_geometry: str = DEFAULT_CROP_GEOMETRY) -> dict:
     """Run the faces stage and MFCC on one clip and write its cache file (atomically).
 
     The training clips are talking-head shots whose face fills much of the frame, so a small
@@ -130,7 +131,7 @@ def _work(args):
 
 
 def build_cache(data_root: str | os.PathLike, subdirs: list[str], cache_dir: str | os.PathLike,
-                workers: int = 2, log=print, crop_geometry: str = "mouth") -> list[dict]:
+                workers: int = 2, log=print, crop_geometry: str = DEFAULT_CROP_GEOMETRY) -> list[dict]:
     """Preprocess every clip under ``data_root/<subdir>`` (skipping ones already cached)."""
     from concurrent.futures import ProcessPoolExecutor
 
@@ -177,8 +178,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("cache_dir")
     p.add_argument("subdirs", nargs="+", help="folders under DATA_ROOT, e.g. train/grid_s1 eval")
     p.add_argument("--workers", type=int, default=int(os.environ.get("WORKERS", "2")))
-    p.add_argument("--crop-geometry", choices=CROP_GEOMETRIES, default="mouth",
-                   help="how mouth crops are framed (speakerid.faces.mouth); default: mouth")
+    p.add_argument("--crop-geometry", choices=CROP_GEOMETRIES, default=DEFAULT_CROP_GEOMETRY,
+                   help=f"how mouth crops are framed (speakerid.faces.mouth); default: {DEFAULT_CROP_GEOMETRY}")
     a = p.parse_args(argv)
     build_cache(a.data_root, a.subdirs, a.cache_dir, workers=a.workers, crop_geometry=a.crop_geometry)
 
