@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..faces.mouth import DEFAULT_CROP_GEOMETRY
+from ..faces.mouth import CROP_GEOMETRIES, DEFAULT_CROP_GEOMETRY
 from ..features import COLS_PER_FRAME, SILENT_C0, WINDOW_COLS, WINDOW_FRAMES, compute_mfcc, num_windows
 
 CACHE_VERSION = 1
@@ -169,8 +169,6 @@ def clip_geometry(clip: CachedClip) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     import argparse
-
-    from ..faces.mouth import CROP_GEOMETRIES
 
     p = argparse.ArgumentParser(prog="python -m speakerid.train.cache",
                                 description="Preprocess training/eval clips into a cache of mouth crops + MFCC.")
