@@ -12,6 +12,7 @@ Modes:
 * ``stream``: ``detect_speakers(video)`` as shipped (mouth windows embedded while decoding).
 * ``crops``: the former path: ``analyze_faces`` keeps every track's mouth crops, then
   ``score_faces``.
+* ``sync``: ``measure_sync(video)`` (the lip-sync offset), for its own memory growth.
 
 Usage::
 
@@ -125,6 +126,10 @@ t0 = time.perf_counter()
 c0 = time.process_time()
 if mode == "stream":
     r = detect_speakers(video, model=net, progress=progress)
+elif mode == "sync":
+    from speakerid.sync import measure_sync
+
+    r = measure_sync(video, model=net, progress=progress)
 else:
     from speakerid.faces import analyze_faces
     from speakerid.media import probe, read_audio
@@ -135,7 +140,10 @@ else:
 wall = time.perf_counter() - t0
 cpu = time.process_time() - c0
 done.set()
-scores = {str(t.id): np.nan_to_num(np.asarray(t.scores, np.float64), nan=-999.0).tolist() for t in r.tracks}
+if mode == "sync":  # measure_sync's result: its tracks have no per-frame scores
+    scores = {"windows": int(len(r.windows))}
+else:
+    scores = {str(t.id): np.nan_to_num(np.asarray(t.scores, np.float64), nan=-999.0).tolist() for t in r.tracks}
 json.dump({"seconds": wall, "cpu_seconds": cpu, "stage_peak_rss_mb": peaks, "speakerid": speakerid.__file__,
            "num_tracks": len(r.tracks), "num_segments": len(r.segments), "offset_ms": r.offset_ms,
            "scores": scores}, open(out, "w"))
@@ -161,7 +169,7 @@ def run_child(mode: str, video: Path, workdir: Path, speakerid_path: str | None)
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--minutes", type=float, nargs="+", default=[1, 4, 8])
-    ap.add_argument("--modes", nargs="+", choices=["stream", "crops"], default=["stream", "crops"])
+    ap.add_argument("--modes", nargs="+", choices=["stream", "crops", "sync"], default=["stream", "crops"])
     ap.add_argument("--speakerid-path", default=None, help="import speakerid from this folder in the children")
     ap.add_argument("--label", default=None, help="name of this set of runs in the JSON (default: the mode)")
     ap.add_argument("--keep", type=Path, default=None, help="make/keep the long videos in this folder")

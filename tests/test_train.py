@@ -105,8 +105,13 @@ def test_accuracy_and_aggregate_offset():
     curves[1, MAX_SHIFT + 40] = 0  # wrong
     curves[2, MAX_SHIFT] = 0
     curves[3, MAX_SHIFT - 4] = 0
+    curves[0, MAX_SHIFT + 4] = 0.05  # its best whole-frame shift
+    curves[1, MAX_SHIFT] = 0.5  # second best: the truth
     r = single_window_accuracy(curves)
     assert r["acc_10ms"] == pytest.approx(0.75)
+    # window 1's minimum is 400 ms out: a far error, and a ±200 ms search cannot see it
+    assert r["far_error_share"] == pytest.approx(0.25)
+    assert r["acc_frame"] == pytest.approx(0.75) and r["acc_frame_near"] == pytest.approx(1.0)
     curves = np.ones((6, 2 * MAX_SHIFT + 1)) + np.random.default_rng(0).random((6, 2 * MAX_SHIFT + 1)) * 0.1
     curves[:, MAX_SHIFT + 12] = 0.2
     assert aggregate_offset(curves)[0] == 12
