@@ -41,6 +41,7 @@ from speakerid.faces import analyze_faces  # noqa: E402
 from speakerid.media import probe, read_audio, require_audio, require_video  # noqa: E402
 from speakerid.model import load_model  # noqa: E402
 from speakerid.speakers import (  # noqa: E402
+    DEFAULT_COMPETITION,
     DEFAULT_MAX_SHIFT_FRAMES,
     DEFAULT_SMOOTH_FRAMES,
     DEFAULT_THRESHOLD,
@@ -128,6 +129,8 @@ def main(argv=None) -> int:
     ap.add_argument("--window-step", type=int, default=1)
     ap.add_argument("--detect-every", type=int, default=3)
     ap.add_argument("--overlap", action="store_true", help="allow several faces speaking at once (not exclusive)")
+    ap.add_argument("--competition", type=float, default=None,
+                    help="share of the best other face's score taken off each face's (default: the library's)")
     ap.add_argument("--limit", type=int, default=0, help="only the first N items")
     ap.add_argument("--sweep-smooth", default="", help="comma-separated smoothing windows to re-score with")
     ap.add_argument("--sweep-threshold", default="", help="comma-separated thresholds to re-score with")
@@ -144,7 +147,8 @@ def main(argv=None) -> int:
     model = load_model(a.model, device="cpu")
     fp = getattr(model, "fingerprint", "")
     print(f"bench {bench} ({len(names)} items), model {a.model or 'packaged'} fingerprint {fp}, "
-          f"torch threads {torch.get_num_threads()}, smooth {a.smooth}, threshold {a.threshold}, max shift {a.max_shift}")
+          f"torch threads {torch.get_num_threads()}, smooth {a.smooth}, threshold {a.threshold}, max shift {a.max_shift}, "
+          f"competition {'default' if a.competition is None else a.competition}")
 
     kept = []
     rows = []
@@ -171,7 +175,8 @@ def main(argv=None) -> int:
                 cached.parent.mkdir(parents=True, exist_ok=True)
                 cached.write_bytes(pickle.dumps((fa, audio, time.perf_counter() - t0)))
         res = score_faces(fa, audio, model, threshold=a.threshold, smooth_frames=a.smooth,
-                          max_shift_frames=a.max_shift, window_step=a.window_step, exclusive=not a.overlap)
+                          max_shift_frames=a.max_shift, window_step=a.window_step, exclusive=not a.overlap,
+                          competition=a.competition)
         el = time.perf_counter() - t0
         dur = res.num_frames / res.fps
         t_video += dur
@@ -205,7 +210,8 @@ def main(argv=None) -> int:
         for sh in sh_list:
             for sm in sm_list:
                 res_list = [score_faces(fa, au, model, threshold=0.0, smooth_frames=sm, max_shift_frames=sh,
-                                        window_step=a.window_step, exclusive=not a.overlap) for fa, au, _ in kept]
+                                        window_step=a.window_step, exclusive=not a.overlap,
+                                        competition=a.competition) for fa, au, _ in kept]
                 for th in th_list:
                     ms = []
                     for r, (_, _, lab) in zip(res_list, kept, strict=True):
@@ -217,7 +223,10 @@ def main(argv=None) -> int:
                           flush=True)
     if a.out:
         out = {"bench": str(bench), "model": a.model or "packaged", "fingerprint": fp,
-               "settings": {"exclusive": not a.overlap, "smooth": a.smooth, "threshold": a.threshold, "max_shift": a.max_shift,
+               "settings": {"exclusive": not a.overlap,
+                            "competition": a.competition if a.competition is not None
+                            else 0.0 if a.overlap else DEFAULT_COMPETITION,
+                            "smooth": a.smooth, "threshold": a.threshold, "max_shift": a.max_shift,
                             "window_step": a.window_step, "detect_every": a.detect_every},
                "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
                "total": {**tot, "speed_x": speed, "video_s": t_video, "processing_s": t_proc},

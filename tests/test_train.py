@@ -400,3 +400,15 @@ def test_the_model_takes_its_crop_geometry_from_the_cache_and_refuses_a_mixed_on
     np.savez(d / "clip0.npz", **z)
     with pytest.raises(SystemExit, match="mixes crop geometries"):
         Trainer(TrainConfig(out_dir=str(tmp_path / "b"), **base), log=lambda m: None).run()
+
+
+def test_default_recipe_builds_the_packaged_architecture():
+    """TrainConfig's defaults are the shipped recipe (docs/model.md): the network they build has
+    the packaged weights' shapes, so `speakerid train` with no flags reproduces that model."""
+    from speakerid.model import load_model
+
+    cfg = TrainConfig()
+    packaged = load_model().config
+    for name in ("width", "audio_width", "embed_dim", "mouth_px", "cmn_cols"):
+        assert getattr(cfg, name) == getattr(packaged, name), name
+    assert bool(cfg.cvn) == bool(packaged.cvn) and bool(cfg.video_ref) == bool(packaged.video_ref)

@@ -5,7 +5,7 @@ import sys
 
 
 def _add_scoring_args(p) -> None:
-    from ..speakers import DEFAULT_MAX_SHIFT_FRAMES, DEFAULT_SMOOTH_FRAMES, DEFAULT_THRESHOLD
+    from ..speakers import DEFAULT_COMPETITION, DEFAULT_MAX_SHIFT_FRAMES, DEFAULT_SMOOTH_FRAMES, DEFAULT_THRESHOLD
 
     p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
                    help=f"calibrated score at which a face counts as speaking (default {DEFAULT_THRESHOLD:g})")
@@ -16,6 +16,9 @@ def _add_scoring_args(p) -> None:
                         f"(default {DEFAULT_MAX_SHIFT_FRAMES})")
     p.add_argument("--overlap", action="store_true",
                    help="let several faces be labelled speaking at once (default: only the highest-scoring face)")
+    p.add_argument("--competition", type=float, default=None, metavar="SHARE",
+                   help="share of the best other face's score taken off each face's score "
+                        f"(default {DEFAULT_COMPETITION:g}; 0 with --overlap)")
     p.add_argument("--model", help="SyncNet checkpoint to use instead of the packaged weights")
     p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
     p.add_argument("--detect-every", type=int, default=3, help="run the face detector every N frames (default 3)")
@@ -48,7 +51,8 @@ def _detect(args):
     from . import progress_for
 
     return detect_speakers(args.video, model=args.model, threshold=args.threshold, smooth_frames=args.smooth,
-                           max_shift_frames=args.max_shift, exclusive=not args.overlap, detect_every=args.detect_every,
+                           max_shift_frames=args.max_shift, exclusive=not args.overlap, competition=args.competition,
+                           detect_every=args.detect_every,
                            detect_width=args.detect_width, device=args.device, progress=progress_for(args))
 
 

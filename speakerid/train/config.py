@@ -13,7 +13,7 @@ class TrainConfig:
     out_dir: str = "runs/syncnet"
     seed: int = 0
     width: int = 16
-    audio_width: int = 10
+    audio_width: int = 20
     mouth_px: int = 75
     cmn_cols: int = 301
     cvn: int = 0
