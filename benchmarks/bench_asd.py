@@ -41,7 +41,6 @@ from speakerid.faces import analyze_faces  # noqa: E402
 from speakerid.media import probe, read_audio, require_audio, require_video  # noqa: E402
 from speakerid.model import load_model  # noqa: E402
 from speakerid.speakers import (  # noqa: E402
-    DEFAULT_COMPETITION,
     DEFAULT_MAX_SHIFT_FRAMES,
     DEFAULT_SMOOTH_FRAMES,
     DEFAULT_THRESHOLD,
@@ -152,6 +151,7 @@ def main(argv=None) -> int:
 
     kept = []
     rows = []
+    competition = None
     per = []
     t_video = t_proc = 0.0
     geometry = model.config.crop_geometry
@@ -177,6 +177,7 @@ def main(argv=None) -> int:
         res = score_faces(fa, audio, model, threshold=a.threshold, smooth_frames=a.smooth,
                           max_shift_frames=a.max_shift, window_step=a.window_step, exclusive=not a.overlap,
                           competition=a.competition)
+        competition = res.competition  # as the library resolved it (its default depends on --overlap)
         el = time.perf_counter() - t0
         dur = res.num_frames / res.fps
         t_video += dur
@@ -223,10 +224,8 @@ def main(argv=None) -> int:
                           flush=True)
     if a.out:
         out = {"bench": str(bench), "model": a.model or "packaged", "fingerprint": fp,
-               "settings": {"exclusive": not a.overlap,
-                            "competition": a.competition if a.competition is not None
-                            else 0.0 if a.overlap else DEFAULT_COMPETITION,
-                            "smooth": a.smooth, "threshold": a.threshold, "max_shift": a.max_shift,
+               "settings": {"exclusive": not a.overlap, "competition": competition, "smooth": a.smooth,
+                            "threshold": a.threshold, "max_shift": a.max_shift,
                             "window_step": a.window_step, "detect_every": a.detect_every},
                "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
                "total": {**tot, "speed_x": speed, "video_s": t_video, "processing_s": t_proc},

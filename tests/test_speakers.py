@@ -227,9 +227,8 @@ def test_streamed_default_path_matches_the_crops_path(clip30, monkeypatch):
         np.testing.assert_array_equal(np.isfinite(s.scores), np.isfinite(k.scores))
         fin = np.isfinite(k.scores)
         assert fin.sum() > 100
-        # z-scores less half the best other face's (each within 2e-3), threshold 1.5
-        np.testing.assert_allclose(s.scores[fin], k.scores[fin], atol=3e-3)
-        near = np.abs(k.scores - streamed.threshold) < 3e-3
+        np.testing.assert_allclose(s.scores[fin], k.scores[fin], atol=2e-3)  # scores of threshold 1.5
+        near = np.abs(k.scores - streamed.threshold) < 2e-3
         assert np.array_equal(s.speaking[~near], k.speaking[~near])
     assert [x.to_dict() for x in streamed.segments] == [x.to_dict() for x in kept.segments]
 
@@ -322,9 +321,6 @@ def test_default_scores_hold_the_competition_term(result):
     assert result.competition == 0.5 and result.to_dict()["competition"] == 0.5
     assert SpeakerResult.from_dict(json.loads(json.dumps(result.to_dict()))).competition == 0.5
     z = result.diagnostics["calibrated"]
-    best = np.full(result.num_frames, -np.inf)
-    for t in result.tracks:
-        np.maximum.at(best, t.frames, np.nan_to_num(z[t.id], nan=-np.inf))
     for t in result.tracks:
         zt = z[t.id].astype(np.float64)
         others = np.full(len(t.frames), -np.inf)
