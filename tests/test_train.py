@@ -412,3 +412,62 @@ def test_default_recipe_builds_the_packaged_architecture():
     for name in ("width", "audio_width", "embed_dim", "mouth_px", "cmn_cols"):
         assert getattr(cfg, name) == getattr(packaged, name), name
     assert bool(cfg.cvn) == bool(packaged.cvn) and bool(cfg.video_ref) == bool(packaged.video_ref)
+
+
+def _ramp_clip(n_frames: int = 80, offset: int = 0) -> ClipData:
+    """Crops whose grey level is the frame number and MFCC whose every row is the column number:
+    after any resampling, a value says which source time it came from."""
+    T = 4 * n_frames
+    crops = np.broadcast_to(np.arange(n_frames, dtype=np.uint8)[:, None, None], (n_frames, 111, 111)).copy()
+    mfcc = np.broadcast_to(np.arange(T, dtype=np.float32), (13, T))
+    pad = np.full((13, PAD), -1.0, np.float32)
+    w = np.arange(n_frames - 4)
+    return ClipData(name="ramp", group="synthetic", crops=crops,
+                    mfcc_padded=np.concatenate([pad, mfcc, pad], 1), num_cols=T, windows=w,
+                    keep=np.ones(w.size, bool), offset=offset)
+
+
+@pytest.mark.parametrize("offset", [0, 6])
+def test_speed_perturbation_keeps_audio_and_video_in_sync(offset):
+    """--augment-speed: each run plays at its own rate, and the audio at shift 0 of every window
+    still starts where that window's first frame is, in source time (4 columns a frame, plus the
+    clip's own offset); the shifts scale with the rate; runs that would read past the clip's
+    usable windows play at rate 1."""
+    c = _ramp_clip(offset=offset)
+    s = WindowSampler([c], chunk_len=4)
+    b = s.batch(np.random.default_rng(1), 32, speed=0.2)
+    rates = b["rate"]
+    assert ((rates >= 0.8) & (rates <= 1.2)).all() and (rates != 1).sum() > 20
+    v = b["video"][:, :, 0, 0].numpy().astype(np.float64).reshape(32, 4, 5)
+    a = b["audio"][:, 0, :].numpy()
+    checked = 0
+    for run in range(32):
+        r = rates[run]
+        src0 = v[run, 0, 0]  # source frame of the run's first output frame (an integer: i0)
+        for k in range(4):
+            # output frame k + j of window k comes from source frame i0 + (k + j)·rate
+            assert np.allclose(v[run, k], src0 + (k + np.arange(5)) * r, atol=0.51)
+            t_video = src0 + k * r
+            u = 4 * k + MAX_SHIFT  # window k's audio at shift 0
+            if b["valid"][run * 4 + k, MAX_SHIFT]:
+                assert a[run, u] == pytest.approx(4 * t_video + offset, abs=1e-3)
+                # a shift of 10 output columns is 10·rate source columns
+                if b["valid"][run * 4 + k, MAX_SHIFT + 10]:
+                    assert a[run, u + 10] == pytest.approx(4 * t_video + offset + 10 * r, abs=1e-3)
+                checked += 1
+    assert checked > 60
+    # a run at the clip's very end cannot play faster: it falls back to rate 1
+    s.widx = np.array([c.windows.size - 4]); s.cidx = np.array([0]); s.p = None
+    b = s.batch(np.random.default_rng(2), 8, speed=0.2)
+    assert (b["rate"] <= 1).all() and (b["rate"] < 1).any()
+    # speed 0 leaves the batch exactly as before (the shipped recipe's draws are unchanged)
+    s = WindowSampler([c], chunk_len=4)
+    b0 = s.batch(np.random.default_rng(3), 4)
+    b1 = s.batch(np.random.default_rng(3), 4, speed=0.0)
+    assert torch.equal(b0["video"], b1["video"]) and torch.equal(b0["audio"], b1["audio"])
+
+
+def test_training_with_speed_perturbation_resumes_exactly(tmp_path):
+    _fake_cache(tmp_path, np.random.default_rng(0))
+    fa, fb = _straight_and_resumed(tmp_path, 4, augment_speed=0.1)
+    assert fa["fingerprint"] == fb["fingerprint"]

@@ -36,6 +36,9 @@ class TrainConfig:
     augment_aspect: float = 0.0
     augment_blur: float = 0.0
     augment_warp: float = 0.0
+    augment_speed: float = 0.0
+    """Speed perturbation: each run of windows is played at a rate in [1 − s, 1 + s], video and
+    audio resampled together (``WindowSampler.batch``); 0 = off."""
     group_balance: float = 1.0
     ema: float = 0.999
     """Decay of the weight average that is evaluated, used for alignment and refinement, and

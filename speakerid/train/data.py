@@ -114,12 +114,19 @@ class WindowSampler:
     def __len__(self) -> int:
         return int(self.cidx.size)
 
-    def batch(self, rng: np.random.Generator, chunks: int) -> dict:
+    def batch(self, rng: np.random.Generator, chunks: int, speed: float = 0.0) -> dict:
         """``video`` (C·L, 5, 111, 111) uint8, ``audio`` (C, 13, 4(L−1) + 20 + 2·MAX_SHIFT),
         ``valid`` (C·L, 2·MAX_SHIFT+1) bool (shift inside the real audio), ``weight`` (C·L,)
-        (0 for windows dropped by refinement), ``group`` names."""
+        (0 for windows dropped by refinement), ``group`` names, ``rate`` (C,) playback rates.
+
+        ``speed`` > 0: each run is played at a rate drawn uniformly from [1 − speed, 1 + speed]
+        (speed perturbation, as in speech recognition): the video frames and the MFCC columns
+        are both resampled in time, linearly, so lips and audio stay in sync while the speaking
+        tempo changes. A run whose faster playback would reach past its clip's usable windows
+        plays at rate 1."""
         L = self.chunk_len
         pick = rng.integers(0, len(self), chunks) if self.p is None else rng.choice(len(self), chunks, p=self.p)
+        rates = rng.uniform(1.0 - speed, 1.0 + speed, chunks) if speed > 0 else np.ones(chunks)
         span = COLS_PER_FRAME * (L - 1) + WINDOW_COLS + 2 * MAX_SHIFT
         with_ref = self.clips[self.cidx[pick[0]]].ref is not None if len(pick) else False
         video = np.empty((chunks * L, WINDOW_FRAMES + int(with_ref), 111, 111), np.uint8)
@@ -132,6 +139,13 @@ class WindowSampler:
             c = self.clips[self.cidx[p]]
             j0 = int(self.widx[p])
             i0 = int(c.windows[j0])
+            if rates[b] != 1.0 and not self._fits(c, j0, rates[b]):
+                rates[b] = 1.0
+            if rates[b] != 1.0:
+                self._resampled_run(c, i0, float(rates[b]), b, video, audio, valid, with_ref)
+                weight[b * L:(b + 1) * L] = c.keep[j0:j0 + L]
+                groups.append(c.group)
+                continue
             idx = i0 + np.arange(L)[:, None] + np.arange(WINDOW_FRAMES)
             video[b * L:(b + 1) * L, :WINDOW_FRAMES] = c.crops[idx]
             if with_ref:
@@ -144,7 +158,43 @@ class WindowSampler:
             weight[b * L:(b + 1) * L] = c.keep[j0:j0 + L]
             groups.append(c.group)
         return {"video": torch.from_numpy(video), "audio": torch.from_numpy(audio),
-                "valid": torch.from_numpy(valid), "weight": torch.from_numpy(weight), "groups": groups}
+                "valid": torch.from_numpy(valid), "weight": torch.from_numpy(weight), "groups": groups,
+                "rate": rates}
+
+    def _fits(self, c: ClipData, j0: int, rate: float) -> bool:
+        """Whether a run starting at usable window ``j0`` played at ``rate`` reads only frames
+        covered by consecutive usable windows (no shot cut, one face)."""
+        last = c.windows[j0] + (self.chunk_len + WINDOW_FRAMES - 2) * rate  # last source frame read
+        need = int(math.ceil(last - 1e-9)) - (WINDOW_FRAMES - 1) - int(c.windows[j0])  # windows past j0
+        j1 = j0 + max(need, self.chunk_len - 1)
+        return j1 < c.windows.size and int(c.windows[j1] - c.windows[j0]) == j1 - j0
+
+    def _resampled_run(self, c: ClipData, i0: int, rate: float, b: int, video: np.ndarray,
+                       audio: np.ndarray, valid: np.ndarray, with_ref: bool) -> None:
+        """Fill run ``b`` of a batch with the run starting at frame ``i0`` played at ``rate``:
+        output frame k is source frame i0 + k·rate, output column u (shift 0 of window k at
+        u = 4k + MAX_SHIFT) is source column 4·i0 + offset + (u − MAX_SHIFT)·rate."""
+        L = self.chunk_len
+        n_out = L + WINDOW_FRAMES - 1
+        pos = i0 + np.arange(n_out) * rate
+        lo = np.floor(pos).astype(np.int64)
+        hi = np.minimum(lo + 1, c.crops.shape[0] - 1)
+        f = (pos - lo).astype(np.float32)[:, None, None]
+        frames = np.rint(c.crops[lo] * (1 - f) + c.crops[hi] * f).astype(np.uint8)
+        idx = np.arange(L)[:, None] + np.arange(WINDOW_FRAMES)
+        video[b * L:(b + 1) * L, :WINDOW_FRAMES] = frames[idx]
+        if with_ref:
+            video[b * L:(b + 1) * L, WINDOW_FRAMES] = c.ref[np.rint(pos[np.arange(L) + WINDOW_FRAMES // 2]).astype(np.int64)]
+        span = audio.shape[2]
+        src = COLS_PER_FRAME * i0 + c.offset + (np.arange(span) - MAX_SHIFT) * rate  # real columns
+        padded = np.clip(src + PAD, 0, c.mfcc_padded.shape[1] - 1)
+        lo = np.floor(padded).astype(np.int64)
+        hi = np.minimum(lo + 1, c.mfcc_padded.shape[1] - 1)
+        g = (padded - lo).astype(np.float32)
+        audio[b] = c.mfcc_padded[:, lo] * (1 - g) + c.mfcc_padded[:, hi] * g
+        shifts = np.arange(-MAX_SHIFT, MAX_SHIFT + 1)
+        first = COLS_PER_FRAME * i0 + c.offset + (COLS_PER_FRAME * np.arange(L)[:, None] + shifts) * rate
+        valid[b * L:(b + 1) * L] = (first >= 0) & (first + WINDOW_COLS * rate <= c.num_cols)
 
 
 def augment_video(x: torch.Tensor, rng: torch.Generator, strength: float = 1.0, aspect: float = 0.0,

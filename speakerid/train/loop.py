@@ -598,7 +598,7 @@ class Trainer:
             lr = lr_at(step, total, base_lr, cfg.warmup if stage == 1 else 20)
             for g in self.opt.param_groups:
                 g["lr"] = lr
-            b = self.sampler.batch(self.rng, cfg.chunks)
+            b = self.sampler.batch(self.rng, cfg.chunks, speed=cfg.augment_speed)
             video = augment_video(b["video"], self.trng, cfg.augment, aspect=cfg.augment_aspect,
                                   blur=cfg.augment_blur)
             audio = augment_audio(b["audio"], self.trng, warp=cfg.augment_warp)
