@@ -388,6 +388,33 @@ class Embedder:
         (as a whole: pass slices of a prepared clip to embed it piece by piece)."""
         return self._sequence(mfcc if prepared else self.model.prepare_mfcc(mfcc), chunk)
 
+    @torch.no_grad()
+    def stored_sequence(self, mfcc_blocks, step: int = 1, dtype=np.float16, chunk: int = 4096):
+        """:meth:`sequence` of a long clip whose raw MFCC arrive in column blocks (e.g. from
+        :func:`~speakerid.features.iter_mfcc`), kept on disk: the embedding of the window
+        starting at every ``step``-th column, rows ``(ceil((T − 19) / step), D)`` of ``dtype``
+        in a :class:`~speakerid.rowstore.StoredRows`, and ``T``. The MFCC go to disk too; they
+        are then normalised and embedded ``chunk`` columns at a time, each chunk read with the
+        context its normalisation looks at, so neither the MFCC nor the embeddings are ever held
+        whole and the numbers are those of the whole-clip path."""
+        from .rowstore import RowStore
+
+        mfcc = RowStore(NUM_CEPSTRA, np.float32)
+        for blk in mfcc_blocks:
+            mfcc.append(blk.T)
+        T = len(mfcc)
+        n = T - WINDOW_COLS + 1
+        out = RowStore(self.model.config.embed_dim, dtype)
+        h = int(self.model.config.cmn_cols) // 2  # the normalisation looks this many columns either side
+        chunk = max(step, chunk - chunk % step)
+        for c0 in range(0, max(n, 0), chunk):
+            c1 = min(n, c0 + chunk)
+            lo, hi = max(0, c0 - h), min(T, c1 + WINDOW_COLS - 1 + h)
+            m = self.model.prepare_mfcc(mfcc.read(lo, hi).T)[:, c0 - lo:c1 + WINDOW_COLS - 1 - lo]
+            out.append(self._sequence(m)[::step])
+        mfcc.close()
+        return out.view(), T
+
     def _sequence(self, mfcc: np.ndarray, chunk: int = 4096) -> np.ndarray:
         T = mfcc.shape[1]
         n = T - WINDOW_COLS + 1

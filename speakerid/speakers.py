@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .features import COLS_PER_FRAME, MS_PER_COL, NUM_CEPSTRA, WINDOW_COLS, WINDOW_FRAMES, iter_mfcc
+from .features import COLS_PER_FRAME, MS_PER_COL, WINDOW_COLS, WINDOW_FRAMES, iter_mfcc
 from .rowstore import RowStore, StoredRows
 
 if TYPE_CHECKING:  # keep ``import speakerid.speakers`` free of torch until scoring runs
@@ -370,26 +370,9 @@ from disk: bounds the working memory whatever the video's length."""
 
 def _audio_embeddings(emb, mfcc_blocks: Iterable[np.ndarray], step: int = SHIFT_STEP_COLS) -> tuple[StoredRows, int]:
     """Embedding of the audio window starting at every ``step``-th MFCC column, float16 rows
-    ``(ceil((T − 19) / step), D)`` kept on disk, and ``T``. The MFCC arrive in blocks
-    (:func:`~speakerid.features.iter_mfcc`) and go to disk too; they are then normalised and
-    embedded a chunk at a time, each chunk read with the context its normalisation looks at,
-    so neither the signal, the MFCC nor the embeddings are ever held whole."""
-    model = emb.model
-    mfcc = RowStore(NUM_CEPSTRA, np.float32)
-    for blk in mfcc_blocks:
-        mfcc.append(blk.T)
-    T = len(mfcc)
-    n = T - WINDOW_COLS + 1
-    out = RowStore(model.config.embed_dim, np.float16)
-    h = int(model.config.cmn_cols) // 2  # the normalisation looks this many columns either side
-    chunk = max(step, BLOCK_ROWS - BLOCK_ROWS % step)
-    for c0 in range(0, max(n, 0), chunk):
-        c1 = min(n, c0 + chunk)
-        lo, hi = max(0, c0 - h), min(T, c1 + WINDOW_COLS - 1 + h)
-        m = model.prepare_mfcc(mfcc.read(lo, hi).T)[:, c0 - lo:c1 + WINDOW_COLS - 1 - lo]
-        out.append(emb.sequence(m, prepared=True)[::step])
-    mfcc.close()
-    return out.view(), T
+    ``(ceil((T − 19) / step), D)`` kept on disk, and ``T`` (:meth:`Embedder.stored_sequence`):
+    neither the signal, the MFCC nor the embeddings are ever held whole."""
+    return emb.stored_sequence(mfcc_blocks, step=step, dtype=np.float16, chunk=BLOCK_ROWS)
 
 
 def _audio_hubness(audio_emb: StoredRows | np.ndarray, video_embs: list, max_video: int = 2000) -> np.ndarray:

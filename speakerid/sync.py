@@ -322,6 +322,66 @@ class _Prepared:
     embed_cpu_seconds: float = 0.0
 
 
+@dataclass
+class _Audio:
+    """A video's audio as the search needs it: the embedding of the window at every MFCC
+    column (``(T − 19, D)``, in memory or on disk), how many 16 kHz samples there were, and
+    whether any 0.2 s of them reached SILENCE_DBFS."""
+    emb: Any             # np.ndarray or StoredRows
+    num_samples: int
+    silent: bool
+    seconds: float = 0.0
+    """Decoding, MFCC and embedding."""
+
+
+class _LoudnessTap:
+    """Passes audio pieces through, counting samples and keeping the loudest 0.2 s block's RMS
+    (blocks aligned at sample 0, as :func:`_silent` takes them)."""
+
+    HOP = 3200
+
+    def __init__(self, pieces):
+        self._pieces = pieces
+        self.num_samples = 0
+        self.max_rms = 0.0
+        self._rest = np.zeros(0, np.float32)
+
+    def __iter__(self):
+        for x in self._pieces:
+            self.num_samples += int(x.size)
+            buf = np.concatenate([self._rest, np.asarray(x, np.float32).reshape(-1)])
+            n = buf.size // self.HOP
+            if n:
+                blk = buf[: n * self.HOP].reshape(n, self.HOP).astype(np.float64)
+                self.max_rms = max(self.max_rms, float(np.sqrt(np.mean(blk ** 2, axis=1)).max()))
+            self._rest = buf[n * self.HOP:]
+            yield x
+
+    @property
+    def silent(self) -> bool:
+        return bool(self.num_samples < self.HOP or 20 * np.log10(self.max_rms + 1e-12) < SILENCE_DBFS)
+
+
+def _audio_in_memory(model, audio: np.ndarray, audio_emb: np.ndarray | None = None) -> _Audio:
+    emb = audio_embeddings(model, compute_mfcc(audio)) if audio_emb is None else audio_emb
+    return _Audio(emb=emb, num_samples=int(audio.size), silent=_silent(audio))
+
+
+def _stream_audio(video: PathLike, model, progress: ProgressFn = silent) -> _Audio:
+    """Decode, turn into MFCC and embed the audio of ``video`` a piece at a time; the
+    embeddings (float32, so the numbers are those of the in-memory path) go to a temporary
+    file, so a long video's audio is never held whole."""
+    from .features import iter_mfcc
+    from .media import iter_audio
+    from .model import Embedder
+
+    t0 = time.perf_counter()
+    tap = _LoudnessTap(iter_audio(video))
+    emb, _T = Embedder(model).stored_sequence(iter_mfcc(tap), step=1, dtype=np.float32)
+    progress("embed audio", 1, 1)
+    return _Audio(emb=emb, num_samples=tap.num_samples, silent=tap.silent, seconds=time.perf_counter() - t0)
+
+
 def _prepare_video(video: PathLike, model, *, analysis=None, progress: ProgressFn = silent,
                    detect_every: int = 3) -> _Prepared:
     """Faces and one video embedding per 0.2 s window of every track: embedded while the faces
@@ -368,19 +428,29 @@ def audio_embeddings(model, mfcc: np.ndarray, step_cols: int = 1) -> np.ndarray:
     return out
 
 
-def window_curves(starts: np.ndarray, video_emb: np.ndarray, audio_emb: np.ndarray,
-                  shifts: np.ndarray, chunk: int = 256) -> np.ndarray:
+def window_curves(starts: np.ndarray, video_emb, audio_emb, shifts: np.ndarray, chunk: int = 64,
+                  step_cols: int = 1) -> np.ndarray:
     """Distances ``(n_windows, n_shifts)`` between each video window (model frame ``k``) and the
-    audio window at column ``4 k + shift``; NaN where that audio window is outside the file."""
+    audio window at column ``4 k + shift``; NaN where that audio window is outside the file, or
+    (``step_cols`` > 1) where its column is not a multiple of ``step_cols``: a coarser search
+    sees only its own columns. ``video_emb``/``audio_emb``: arrays or on-disk rows
+    (:class:`~speakerid.rowstore.StoredRows`); each ``chunk`` of windows reads only the audio rows
+    it reaches (64 windows: ~13 MB float32 gathers at 201 shifts)."""
     n, s = starts.size, shifts.size
     out = np.full((n, s), np.nan, np.float32)
-    na = audio_emb.shape[0]
+    na = len(audio_emb)
     for b in range(0, n, chunk):
         k = starts[b:b + chunk]
         idx = COLS_PER_FRAME * k[:, None] + shifts[None, :]
         valid = (idx >= 0) & (idx < na)
-        a = audio_emb[np.clip(idx, 0, max(na - 1, 0))]          # (c, S, D)
-        d = np.linalg.norm(a - video_emb[b:b + chunk, None, :], axis=2)
+        if step_cols > 1:
+            valid &= idx % step_cols == 0
+        if na == 0 or not valid.any():
+            continue
+        idx = np.clip(idx, 0, na - 1)
+        lo = int(idx.min())
+        a = np.asarray(audio_emb[lo:int(idx.max()) + 1], np.float32)[idx - lo]          # (c, S, D)
+        d = np.linalg.norm(a - np.asarray(video_emb[b:b + chunk], np.float32)[:, None, :], axis=2)
         d[~valid] = np.nan
         out[b:b + chunk] = d
     return out
@@ -571,20 +641,22 @@ def _silent(audio: np.ndarray) -> bool:
     return bool(20 * np.log10(rms.max() + 1e-12) < SILENCE_DBFS)
 
 
-def _measure(prep: _Prepared, audio: np.ndarray, *, search_ms: float, step_ms: float, aggregate: str,
+def _measure(prep: _Prepared, audio: np.ndarray | _Audio, *, search_ms: float, step_ms: float, aggregate: str,
              segment_s: float, drift_tolerance_ms: float, min_confidence: float, track: int | None,
              refine: bool, video_name: str, t_audio: float, progress: ProgressFn,
              audio_emb: np.ndarray | None = None) -> SyncResult:
     t0 = time.perf_counter()
     c0 = time.process_time()
     model = prep.model
+    if not isinstance(audio, _Audio):
+        audio = _audio_in_memory(model, audio, audio_emb)
     a = prep.analysis
     tl = a.timeline
     step_cols = max(1, int(round(step_ms / MS_PER_COL)))
     max_cols = int(round(search_ms / MS_PER_COL)) // step_cols * step_cols
     shifts = np.arange(-max_cols, max_cols + 1, step_cols, dtype=np.int64)
     shifts_ms = shifts.astype(np.float64) * MS_PER_COL
-    duration = min(tl.num_model_frames / VIDEO_FPS, audio.size / 16000.0)
+    duration = min(tl.num_model_frames / VIDEO_FPS, audio.num_samples / 16000.0)
     fingerprint = getattr(model, "fingerprint", "") or "unpackaged"
     base = dict(video=video_name, search_ms=float(search_ms), step_ms=float(step_cols * MS_PER_COL), aggregate=aggregate,
                 shifts_ms=shifts_ms, duration_s=duration, source_fps=float(a.info.fps or tl.source_fps), model=fingerprint)
@@ -611,23 +683,16 @@ def _measure(prep: _Prepared, audio: np.ndarray, *, search_ms: float, step_ms: f
         raise NoFaceError(f"{video_name}: no usable face track with id {track}")
     if not tws:
         return none_result("no_face", "no face big enough to read the lips from was found")
-    if _silent(audio):
+    if audio.silent:
         return none_result("no_speech", f"the audio is silent (below {SILENCE_DBFS:.0f} dBFS throughout)")
 
-    if audio_emb is None:
-        a_emb = audio_embeddings(model, compute_mfcc(audio), step_cols=step_cols)
-    else:  # computed once by the caller (every column); a coarser search keeps its own columns
-        a_emb = audio_emb
-        if step_cols > 1:
-            a_emb = audio_emb.copy()
-            a_emb[np.arange(a_emb.shape[0]) % step_cols != 0] = np.nan
     progress("embed audio", 1, 1)
-    t_embed_audio = time.perf_counter() - t0
+    t_embed_audio = time.perf_counter() - t0  # in-memory audio only; a streamed pass is in t_audio
 
     t1 = time.perf_counter()
     per_track = []
     for tw in tws:
-        c = window_curves(tw.starts, tw.emb, a_emb, shifts)
+        c = window_curves(tw.starts, tw.emb, audio.emb, shifts, step_cols=step_cols)
         agg = aggregate_windows(c, shifts_ms, method=aggregate, refine=refine)
         per_track.append((tw, c, agg))
     # the speaker: at each moment, the face whose lip-sync confidence (smoothed over ~1 s, as
@@ -722,7 +787,8 @@ def measure_sync(video: PathLike, *, search_ms: float = DEFAULT_SEARCH_MS, step_
     Raises NoVideoStreamError / NoAudioStreamError / TooShortError (and the media errors) for
     unusable input; returns a result with ``offset_ms=None`` when there is no face or no speech.
     """
-    from .media import probe, read_audio, require_audio, require_video
+    from .media import probe, require_audio, require_video
+    from .model import resolve_model
 
     progress = progress or silent
     info = probe(video)
@@ -732,21 +798,24 @@ def measure_sync(video: PathLike, *, search_ms: float = DEFAULT_SEARCH_MS, step_
         raise ValueError(f"step_ms must be a multiple of {STEP_MS} ms, got {step_ms}")
     if search_ms <= 0:
         raise ValueError(f"search_ms must be positive, got {search_ms}")
-    t0 = time.perf_counter()
-    audio = read_audio(video)
-    t_audio = time.perf_counter() - t0
-    need = min_duration_s(search_ms)
-    dur = min(info.duration_s or 0.0, audio.size / 16000.0)
-    if dur + 0.05 < need:  # early exit before the expensive face pass; exact check in _measure
-        raise TooShortError(f"{video}: {dur:.2f} s of video with audio; measuring offsets within ±{search_ms:.0f} ms "
-                            f"needs at least {need:.2f} s (pass a smaller search range)")
-    from .model import resolve_model
-
     m = resolve_model(model, device=device)
+    # the audio first (seconds of CPU for an hour): a clip too short fails before the face pass
+    audio = _stream_audio(video, m, progress)
+    _require_duration(video, info, audio, search_ms, "pass a smaller search range")
     prep = _prepare_video(video, m, analysis=analysis, progress=progress, detect_every=detect_every)
     return _measure(prep, audio, search_ms=search_ms, step_ms=step_ms, aggregate=aggregate, segment_s=segment_s,
                     drift_tolerance_ms=drift_tolerance_ms, min_confidence=min_confidence, track=track,
-                    refine=refine, video_name=str(video), t_audio=t_audio, progress=progress)
+                    refine=refine, video_name=str(video), t_audio=audio.seconds, progress=progress)
+
+
+def _require_duration(video: PathLike, info, audio: _Audio, search_ms: float, hint: str) -> None:
+    """Early exit before the expensive face pass (the exact check, on the video's own frame
+    count, is in :func:`_measure`)."""
+    need = min_duration_s(search_ms)
+    dur = min(info.duration_s or 0.0, audio.num_samples / 16000.0)
+    if dur + 0.05 < need:
+        raise TooShortError(f"{video}: {dur:.2f} s of video with audio; measuring offsets within ±{search_ms:.0f} ms "
+                            f"needs at least {need:.2f} s ({hint})")
 
 
 # --------------------------------------------------------------------------------------------
@@ -779,7 +848,7 @@ def repair_sync(video: PathLike, out: PathLike, offset_ms: float | None = None, 
 
     Raises NoFaceError / NoSyncEvidenceError when no offset is given and none can be measured.
     """
-    from .media import probe, read_audio, read_audio_native, remux_with_audio, require_audio, require_video, shift_audio
+    from .media import probe, read_audio_native, remux_with_audio, require_audio, require_video, shift_audio
 
     from .errors import OutputExistsError
 
@@ -795,20 +864,13 @@ def repair_sync(video: PathLike, out: PathLike, offset_ms: float | None = None, 
     m = None
     measured = None
     prep = None
-    if offset_ms is None:
-        t0 = time.perf_counter()
-        audio = read_audio(video)
-        t_audio = time.perf_counter() - t0
-        need = min_duration_s(search_ms)
-        dur = min(info.duration_s or 0.0, audio.size / 16000.0)
-        if dur + 0.05 < need:
-            raise TooShortError(f"{video}: {dur:.2f} s of video with audio; measuring offsets within "
-                                f"±{search_ms:.0f} ms needs at least {need:.2f} s (give the offset to repair anyway)")
     if offset_ms is None or remeasure:
         from .model import resolve_model
 
         m = resolve_model(model, device=device)
     if offset_ms is None:
+        audio = _stream_audio(video, m, progress)
+        _require_duration(video, info, audio, search_ms, "give the offset to repair anyway")
         prep = _prepare_video(video, m, progress=progress)
         measured = _measure(prep, audio, search_ms=search_ms, step_ms=measure_kw.pop("step_ms", STEP_MS),
                             aggregate=measure_kw.pop("aggregate", DEFAULT_AGGREGATE),
@@ -816,7 +878,7 @@ def repair_sync(video: PathLike, out: PathLike, offset_ms: float | None = None, 
                             drift_tolerance_ms=measure_kw.pop("drift_tolerance_ms", DRIFT_TOLERANCE_MS),
                             min_confidence=measure_kw.pop("min_confidence", MIN_CLIP_CONFIDENCE),
                             track=measure_kw.pop("track", None), refine=True, video_name=str(video),
-                            t_audio=t_audio, progress=progress)
+                            t_audio=audio.seconds, progress=progress)
         if measured.offset_ms is None:
             if measured.status == "no_face":
                 raise NoFaceError(f"{video}: cannot repair: {measured.message}")
@@ -830,9 +892,7 @@ def repair_sync(video: PathLike, out: PathLike, offset_ms: float | None = None, 
     residual = None
     if remeasure:
         progress("re-measure", 0, 1)
-        t0 = time.perf_counter()
-        audio_out = read_audio(out)
-        t_audio = time.perf_counter() - t0
+        audio_out = _stream_audio(out, m)
         if copied and prep is not None:
             prep_out = replace(prep, video=str(out))
         else:
@@ -841,7 +901,7 @@ def repair_sync(video: PathLike, out: PathLike, offset_ms: float | None = None, 
             residual = _measure(prep_out, audio_out, search_ms=search_ms, step_ms=STEP_MS, aggregate=DEFAULT_AGGREGATE,
                                 segment_s=DEFAULT_SEGMENT_S, drift_tolerance_ms=DRIFT_TOLERANCE_MS,
                                 min_confidence=MIN_CLIP_CONFIDENCE, track=None, refine=True, video_name=str(out),
-                                t_audio=t_audio, progress=progress)
+                                t_audio=audio_out.seconds, progress=progress)
         except TooShortError:
             residual = None
         progress("re-measure", 1, 1)

@@ -55,6 +55,22 @@ def test_cmn_model_normalises_whole_clips_the_same_on_every_path():
     np.testing.assert_allclose(e.sequence(prepared[:, 30:80], prepared=True), seq[30:61], atol=1e-5)
 
 
+@pytest.mark.parametrize("step", [1, 2])
+def test_stored_sequence_matches_the_whole_clip(step):
+    """Embedder.stored_sequence (MFCC arriving in blocks, normalised and embedded a chunk at a
+    time with the normalisation's context, rows on disk) gives the whole-clip numbers, also
+    when the chunks are far shorter than the normalisation window."""
+    m = SyncNet(SyncNetConfig(width=4, audio_width=6, embed_dim=16, cmn_cols=51)).eval()
+    mfcc = np.random.default_rng(0).normal(0, 5, (13, 300)).astype(np.float32)
+    e = Embedder(m)
+    seq = e.sequence(mfcc)
+    blocks = np.split(mfcc, [7, 100, 101, 250], axis=1)
+    for dtype, tol in ((np.float32, 1e-5), (np.float16, 2e-3)):
+        rows, T = e.stored_sequence(iter(blocks), step=step, dtype=dtype, chunk=16)
+        assert T == 300 and rows.dtype == dtype and len(rows) == -(-seq.shape[0] // step)
+        np.testing.assert_allclose(np.asarray(rows, np.float32), seq[::step], atol=tol)
+
+
 def test_cvn_model_ignores_a_recording_gain_and_offset_on_every_path():
     # mean and variance normalisation: a cepstral gain (a voice's or a channel's range) and a
     # constant offset change nothing, whole clip or cut with the context the streaming path reads
