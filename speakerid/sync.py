@@ -332,6 +332,8 @@ class _Audio:
     silent: bool
     seconds: float = 0.0
     """Decoding, MFCC and embedding."""
+    streamed: bool = False
+    """Embedded piece by piece while decoding (the pass reported its own progress)."""
 
 
 class _LoudnessTap:
@@ -340,15 +342,19 @@ class _LoudnessTap:
 
     HOP = 3200
 
-    def __init__(self, pieces):
+    def __init__(self, pieces, on_seconds=None):
         self._pieces = pieces
+        self._on_seconds = on_seconds  # called with the seconds passed, every 10 s of audio
         self.num_samples = 0
         self.max_rms = 0.0
         self._rest = np.zeros(0, np.float32)
 
     def __iter__(self):
         for x in self._pieces:
+            before = self.num_samples // 160_000
             self.num_samples += int(x.size)
+            if self._on_seconds is not None and self.num_samples // 160_000 > before:
+                self._on_seconds(self.num_samples / 16000.0)
             buf = np.concatenate([self._rest, np.asarray(x, np.float32).reshape(-1)])
             n = buf.size // self.HOP
             if n:
@@ -367,19 +373,22 @@ def _audio_in_memory(model, audio: np.ndarray, audio_emb: np.ndarray | None = No
     return _Audio(emb=emb, num_samples=int(audio.size), silent=_silent(audio))
 
 
-def _stream_audio(video: PathLike, model, progress: ProgressFn = silent) -> _Audio:
+def _stream_audio(video: PathLike, model, progress: ProgressFn = silent, duration_s: float | None = None) -> _Audio:
     """Decode, turn into MFCC and embed the audio of ``video`` a piece at a time; the
     embeddings (float32, so the numbers are those of the in-memory path) go to a temporary
-    file, so a long video's audio is never held whole."""
+    file, so a long video's audio is never held whole. Progress: seconds decoded of
+    ``duration_s`` (the container's figure)."""
     from .features import iter_mfcc
     from .media import iter_audio
     from .model import Embedder
 
     t0 = time.perf_counter()
-    tap = _LoudnessTap(iter_audio(video))
+    total = max(1, int(math.ceil(duration_s or 0.0)))
+    tap = _LoudnessTap(iter_audio(video), on_seconds=lambda sec: progress("audio", min(int(sec), total), total))
     emb, _T = Embedder(model).stored_sequence(iter_mfcc(tap), step=1, dtype=np.float32)
-    progress("embed audio", 1, 1)
-    return _Audio(emb=emb, num_samples=tap.num_samples, silent=tap.silent, seconds=time.perf_counter() - t0)
+    progress("audio", total, total)
+    return _Audio(emb=emb, num_samples=tap.num_samples, silent=tap.silent, seconds=time.perf_counter() - t0,
+                  streamed=True)
 
 
 def _prepare_video(video: PathLike, model, *, analysis=None, progress: ProgressFn = silent,
@@ -686,7 +695,8 @@ def _measure(prep: _Prepared, audio: np.ndarray | _Audio, *, search_ms: float, s
     if audio.silent:
         return none_result("no_speech", f"the audio is silent (below {SILENCE_DBFS:.0f} dBFS throughout)")
 
-    progress("embed audio", 1, 1)
+    if not audio.streamed:
+        progress("embed audio", 1, 1)
     t_embed_audio = time.perf_counter() - t0  # in-memory audio only; a streamed pass is in t_audio
 
     t1 = time.perf_counter()
@@ -800,7 +810,7 @@ def measure_sync(video: PathLike, *, search_ms: float = DEFAULT_SEARCH_MS, step_
         raise ValueError(f"search_ms must be positive, got {search_ms}")
     m = resolve_model(model, device=device)
     # the audio first (seconds of CPU for an hour): a clip too short fails before the face pass
-    audio = _stream_audio(video, m, progress)
+    audio = _stream_audio(video, m, progress, info.duration_s)
     _require_duration(video, info, audio, search_ms, "pass a smaller search range")
     prep = _prepare_video(video, m, analysis=analysis, progress=progress, detect_every=detect_every)
     return _measure(prep, audio, search_ms=search_ms, step_ms=step_ms, aggregate=aggregate, segment_s=segment_s,
@@ -869,7 +879,7 @@ def repair_sync(video: PathLike, out: PathLike, offset_ms: float | None = None, 
 
         m = resolve_model(model, device=device)
     if offset_ms is None:
-        audio = _stream_audio(video, m, progress)
+        audio = _stream_audio(video, m, progress, info.duration_s)
         _require_duration(video, info, audio, search_ms, "give the offset to repair anyway")
         prep = _prepare_video(video, m, progress=progress)
         measured = _measure(prep, audio, search_ms=search_ms, step_ms=measure_kw.pop("step_ms", STEP_MS),

@@ -281,3 +281,12 @@ def test_streamed_silence_check_matches_the_whole_signal(level):
     assert np.array_equal(np.concatenate(list(tap)), x)
     assert tap.num_samples == x.size and tap.silent == _silent(x)
     assert tap.silent == (level < 10 ** (-55 / 20))
+
+
+def test_streamed_audio_reports_progress_every_ten_seconds():
+    from speakerid.sync import _LoudnessTap
+
+    seen = []
+    tap = _LoudnessTap((np.zeros(7000, np.float32) for _ in range(60)), on_seconds=seen.append)  # 26.25 s
+    assert sum(x.size for x in tap) == 420_000 and tap.silent
+    assert [int(s) for s in seen] == [10, 20]
