@@ -422,24 +422,31 @@ def iter_audio(path: PathLike, *, sample_rate: int = SAMPLE_RATE, video_start_s:
     """:func:`read_audio`'s samples as consecutive mono float32 pieces (as they decode, ~20–60 ms
     each), so a long file's audio is never held at once. The same checks are made; those that
     need the whole stream (nothing decodable, truncated) raise after the last piece."""
-    p = _check_path(path)
-    meta: dict = {}
+    for x in _aligned_pieces(_check_path(path), {}, rate=sample_rate, mono=True, video_start_s=video_start_s):
+        yield x[0]
+
+
+def _aligned_pieces(p: Path, meta: dict, *, rate: int | None, mono: bool,
+                    video_start_s: float | None) -> Iterator[np.ndarray]:
+    """:func:`_stream_audio`'s ``(channels, n)`` pieces with sample 0 at the first video frame
+    (silence in front, or the lead dropped), as :meth:`_DecodedAudio.aligned` gives them whole;
+    the checks that need the whole stream (nothing decodable, truncated) raise after the last."""
     got = 0
     skip = None  # samples to drop at the front (audio before the first video frame)
-    for piece in _stream_audio(p, meta, rate=sample_rate, mono=True, video_start_s=video_start_s):
+    for piece in _stream_audio(p, meta, rate=rate, mono=mono, video_start_s=video_start_s):
         got += piece.shape[1]
         if skip is None:
-            lead = int(round((meta["audio_start_s"] - meta["video_start_s"]) * sample_rate))
+            lead = int(round((meta["audio_start_s"] - meta["video_start_s"]) * meta["rate"]))
             if lead > 0:  # audio starts after the first frame: silence in front
-                yield np.zeros(lead, np.float32)
+                yield np.zeros((piece.shape[0], lead), np.float32)
             skip = max(0, -lead)
-        x = piece[0]
+        x = piece
         if skip:
-            k = min(skip, x.size)
-            x, skip = x[k:], skip - k
-        if x.size:
+            k = min(skip, x.shape[1])
+            x, skip = x[:, k:], skip - k
+        if x.shape[1]:
             yield x
-    _check_decoded(p, got, sample_rate, meta.get("listed_s", 0.0))
+    _check_decoded(p, got, meta.get("rate") or 1, meta.get("listed_s", 0.0))
 
 
 @dataclass
@@ -628,6 +635,77 @@ class NativeAudio:
     layout: str
     video_start_s: float
 
+    @property
+    def channels(self) -> int:
+        return int(self.samples.shape[0])
+
+    def pieces(self) -> Iterator[np.ndarray]:
+        yield self.samples
+
+
+@dataclass(frozen=True)
+class NativeAudioStream:
+    """:class:`NativeAudio` that is never held whole: ``pieces()`` decodes the stream again
+    each time it is called and gives its samples as ``(channels, n)`` float32 pieces (aligned
+    to the first video frame, shifted by ``offset_ms`` as :func:`shift_audio` does), so a
+    long file's audio can be rewritten in constant memory."""
+
+    path: Path
+    sample_rate: int
+    layout: str
+    channels: int
+    video_start_s: float
+    offset_ms: float = 0.0
+
+    def pieces(self) -> Iterator[np.ndarray]:
+        raw = _aligned_pieces(self.path, {}, rate=None, mono=False, video_start_s=None)
+        return shift_audio_pieces(raw, self.sample_rate, self.offset_ms)
+
+
+def stream_audio_native(path: PathLike, offset_ms: float = 0.0) -> NativeAudioStream:
+    """:func:`read_audio_native` and :func:`shift_audio` a piece at a time: the rate, layout and
+    alignment are read from the stream's first piece now, the samples each time ``pieces()``
+    is iterated."""
+    p = _check_path(path)
+    meta: dict = {}
+    gen = _aligned_pieces(p, meta, rate=None, mono=False, video_start_s=None)
+    try:
+        first = next(gen)
+    except StopIteration:  # (the generator raises EmptyMediaError itself when nothing decodes)
+        raise EmptyMediaError(f"{p}: audio stream has no decodable samples") from None
+    finally:
+        gen.close()
+    return NativeAudioStream(path=p, sample_rate=int(meta["rate"]), layout=str(meta["layout"]),
+                             channels=int(first.shape[0]), video_start_s=float(meta["video_start_s"]),
+                             offset_ms=float(offset_ms))
+
+
+def shift_audio_pieces(pieces: Iterable[np.ndarray], sample_rate: int, offset_ms: float) -> Iterator[np.ndarray]:
+    """:func:`shift_audio` of the concatenation of ``(channels, n)`` pieces, a piece at a time:
+    the same samples and the same length. A positive offset drops the first samples and adds
+    silence at the end; a negative one delays the audio through a buffer of the shift's length
+    (silence first, the last samples dropped)."""
+    k = int(round(float(offset_ms) * sample_rate / 1000.0))
+    n_in = 0
+    held = None
+    channels = 1
+    for x in pieces:
+        x = np.asarray(x, np.float32)
+        channels = x.shape[0]
+        n_in += x.shape[1]
+        if k >= 0:
+            drop = max(0, min(x.shape[1], k - (n_in - x.shape[1])))  # still inside the first k
+            if x.shape[1] > drop:
+                yield x[:, drop:]
+        else:
+            held = np.zeros((channels, -k), np.float32) if held is None else held
+            buf = np.concatenate([held, x], axis=1)
+            if buf.shape[1] > -k:
+                yield buf[:, :buf.shape[1] + k]
+            held = buf[:, buf.shape[1] + k:]
+    if k > 0 and n_in:
+        yield np.zeros((channels, min(k, n_in)), np.float32)
+
 
 def read_audio_native(path: PathLike) -> NativeAudio:
     """Decode the first audio stream without resampling or down-mixing, aligned to the video."""
@@ -637,6 +715,23 @@ def read_audio_native(path: PathLike) -> NativeAudio:
         raise EmptyMediaError(f"{p}: audio stream has no decodable samples")
     return NativeAudio(samples=np.ascontiguousarray(dec.aligned()), sample_rate=dec.rate, layout=dec.layout,
                        video_start_s=dec.video_start_s)
+
+
+def _rechunk(pieces: Iterable[np.ndarray], size: int) -> Iterator[np.ndarray]:
+    """``(channels, n)`` pieces as consecutive blocks of ``size`` samples (the last shorter)."""
+    buf = []
+    have = 0
+    for x in pieces:
+        while x.shape[1]:
+            take = min(size - have, x.shape[1])
+            buf.append(x[:, :take])
+            have += take
+            x = x[:, take:]
+            if have == size:
+                yield buf[0] if len(buf) == 1 else np.concatenate(buf, axis=1)
+                buf, have = [], 0
+    if have:
+        yield np.concatenate(buf, axis=1)
 
 
 def shift_audio(samples: np.ndarray, sample_rate: int, offset_ms: float) -> np.ndarray:
@@ -670,7 +765,8 @@ def _format_for(target: Path) -> str | None:
             ".ts": "mpegts", ".avi": "avi"}.get(ext)
 
 
-def remux_with_audio(src: PathLike, target: PathLike, audio: NativeAudio, *, protect: Iterable[PathLike] = (),
+def remux_with_audio(src: PathLike, target: PathLike, audio: NativeAudio | NativeAudioStream, *,
+                     protect: Iterable[PathLike] = (),
                      overwrite: bool = True) -> bool:
     """Write ``target``: ``src``'s video stream and ``audio`` (re-encoded), atomically.
 
@@ -701,7 +797,8 @@ def remux_with_audio(src: PathLike, target: PathLike, audio: NativeAudio, *, pro
     return False
 
 
-def _remux(src: Path, tmp: Path, fmt: str | None, target: Path, audio: NativeAudio, *, copy_video: bool) -> None:
+def _remux(src: Path, tmp: Path, fmt: str | None, target: Path, audio: NativeAudio | NativeAudioStream, *,
+           copy_video: bool) -> None:
     import av
 
     acodec = _AUDIO_CODEC_FOR.get(target.suffix.lower(), "aac")
@@ -722,7 +819,7 @@ def _remux(src: Path, tmp: Path, fmt: str | None, target: Path, audio: NativeAud
             rate = audio.sample_rate
             if acodec == "libopus" and rate not in (8000, 12000, 16000, 24000, 48000):
                 rate = 48000
-            layout = audio.layout if audio.samples.shape[0] <= 2 else "stereo"
+            layout = audio.layout if audio.channels <= 2 else "stereo"
             oas = out.add_stream(acodec, rate=rate, layout=layout)
             if copy_video:
                 for pkt in inp.demux(ivs):
@@ -745,22 +842,22 @@ def _remux(src: Path, tmp: Path, fmt: str | None, target: Path, audio: NativeAud
             _encode_native_audio(out, oas, audio, rate, layout)
 
 
-def _encode_native_audio(out, oas, audio: NativeAudio, rate: int, layout: str) -> None:
+def _encode_native_audio(out, oas, audio: NativeAudio | NativeAudioStream, rate: int, layout: str) -> None:
     import av
 
-    x = audio.samples
-    if x.shape[0] > 2:  # encoders here take mono/stereo; keep the first two channels
-        x = x[:2]
     resampler = av.AudioResampler(format=oas.codec_context.format.name if oas.codec_context.format else "fltp",
                                   layout=layout, rate=rate)
     start = int(round(audio.video_start_s * audio.sample_rate))
-    chunk = 1024
-    src_layout = "mono" if x.shape[0] == 1 else "stereo"
-    for s in range(0, x.shape[1], chunk):
-        af = av.AudioFrame.from_ndarray(np.ascontiguousarray(x[:, s:s + chunk]), format="fltp", layout=src_layout)
+    src_layout = "mono" if audio.channels == 1 else "stereo"
+    s = 0
+    for block in _rechunk(audio.pieces(), 1024):
+        if block.shape[0] > 2:  # encoders here take mono/stereo; keep the first two channels
+            block = block[:2]
+        af = av.AudioFrame.from_ndarray(np.ascontiguousarray(block), format="fltp", layout=src_layout)
         af.sample_rate = audio.sample_rate
         af.pts = start + s
         af.time_base = Fraction(1, audio.sample_rate)
+        s += block.shape[1]
         for g in resampler.resample(af):
             for pkt in oas.encode(g):
                 out.mux(pkt)

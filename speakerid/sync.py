@@ -838,10 +838,9 @@ def shift_sync(video: PathLike, out: PathLike, offset_ms: float, *, overwrite: b
 
     This *introduces* an offset (to make test material); :func:`repair_sync` removes one.
     """
-    from .media import read_audio_native, remux_with_audio, shift_audio
+    from .media import remux_with_audio, stream_audio_native
 
-    na = read_audio_native(video)
-    shifted = replace(na, samples=shift_audio(na.samples, na.sample_rate, -float(offset_ms)))
+    shifted = stream_audio_native(video, -float(offset_ms))  # decoded while it is written
     return remux_with_audio(video, out, shifted, protect=[video], overwrite=overwrite)
 
 
@@ -858,7 +857,7 @@ def repair_sync(video: PathLike, out: PathLike, offset_ms: float | None = None, 
 
     Raises NoFaceError / NoSyncEvidenceError when no offset is given and none can be measured.
     """
-    from .media import probe, read_audio_native, remux_with_audio, require_audio, require_video, shift_audio
+    from .media import probe, remux_with_audio, require_audio, require_video, stream_audio_native
 
     from .errors import OutputExistsError
 
@@ -896,8 +895,8 @@ def repair_sync(video: PathLike, out: PathLike, offset_ms: float | None = None, 
         offset_ms = measured.offset_ms
     if measure_kw:
         raise TypeError(f"unexpected arguments: {', '.join(measure_kw)}")
-    na = read_audio_native(video)
-    shifted = replace(na, samples=shift_audio(na.samples, na.sample_rate, float(offset_ms)))
+    # the audio is decoded, shifted and encoded a piece at a time while the output is written
+    shifted = stream_audio_native(video, float(offset_ms))
     copied = remux_with_audio(video, out, shifted, protect=[video], overwrite=overwrite)
     residual = None
     if remeasure:
