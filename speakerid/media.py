@@ -15,6 +15,7 @@ Conventions used across speakerid:
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -821,10 +822,14 @@ def _remux(src: Path, tmp: Path, fmt: str | None, target: Path, audio: NativeAud
                 rate = 48000
             layout = audio.layout if audio.channels <= 2 else "stereo"
             oas = out.add_stream(acodec, rate=rate, layout=layout)
+            # audio is encoded as the video goes, so the file is interleaved: a player (or a QC
+            # tool) reading it front to back finds each second's audio beside its video
+            audio_out = _Interleaver(out, _audio_packets(oas, audio, rate, layout))
             if copy_video:
                 for pkt in inp.demux(ivs):
                     if pkt.dts is None:  # the demuxer's flush packet
                         continue
+                    audio_out.until(_packet_time(pkt))
                     pkt.stream = ovs
                     out.mux(pkt)
             else:
@@ -836,13 +841,37 @@ def _remux(src: Path, tmp: Path, fmt: str | None, target: Path, audio: NativeAud
                     g.time_base = tb
                     n += 1
                     for pkt in ovs.encode(g):
+                        audio_out.until(_packet_time(pkt))
                         out.mux(pkt)
                 for pkt in ovs.encode():
+                    audio_out.until(_packet_time(pkt))
                     out.mux(pkt)
-            _encode_native_audio(out, oas, audio, rate, layout)
+            audio_out.until(math.inf)
 
 
-def _encode_native_audio(out, oas, audio: NativeAudio | NativeAudioStream, rate: int, layout: str) -> None:
+def _packet_time(pkt) -> float:
+    """A packet's decode time in seconds (its presentation time when it has no decode time)."""
+    t = pkt.dts if pkt.dts is not None else pkt.pts
+    return float(t * pkt.time_base) if t is not None and pkt.time_base is not None else -math.inf
+
+
+class _Interleaver:
+    """Muxes the packets of an iterator up to a given time, one step behind the video."""
+
+    def __init__(self, out, packets: Iterator):
+        self._out = out
+        self._packets = packets
+        self._next = next(packets, None)
+
+    def until(self, t: float) -> None:
+        while self._next is not None and _packet_time(self._next) <= t:
+            self._out.mux(self._next)
+            self._next = next(self._packets, None)
+
+
+def _audio_packets(oas, audio: NativeAudio | NativeAudioStream, rate: int, layout: str) -> Iterator:
+    """The encoded packets of ``audio`` (resampled to the output's ``rate`` and ``layout``), as
+    the samples are decoded."""
     import av
 
     resampler = av.AudioResampler(format=oas.codec_context.format.name if oas.codec_context.format else "fltp",
@@ -859,10 +888,7 @@ def _encode_native_audio(out, oas, audio: NativeAudio | NativeAudioStream, rate:
         af.time_base = Fraction(1, audio.sample_rate)
         s += block.shape[1]
         for g in resampler.resample(af):
-            for pkt in oas.encode(g):
-                out.mux(pkt)
+            yield from oas.encode(g)
     for g in resampler.resample(None):
-        for pkt in oas.encode(g):
-            out.mux(pkt)
-    for pkt in oas.encode():
-        out.mux(pkt)
+        yield from oas.encode(g)
+    yield from oas.encode()

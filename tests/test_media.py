@@ -227,6 +227,38 @@ def test_streamed_native_audio_is_the_whole_decode_shifted(late_audio_mkv, late_
                                           shift_audio(whole.samples, whole.sample_rate, off))
 
 
+@pytest.mark.parametrize("suffix", [".mp4", ".webm"])
+def test_rewritten_audio_is_interleaved_with_the_video(tmp_path, suffix):
+    """remux_with_audio (repair_sync's writer) encodes the audio as the video goes: in a 16 s
+    file no stretch of the byte stream holds more than ~1 s of one stream's packets (the muxer
+    alone would write the first ~10 s or more of video before any audio). The .webm target
+    re-encodes the video (VP9), the .mp4 one copies it."""
+    import av
+
+    from speakerid.media import remux_with_audio, stream_audio_native, write_video
+
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 255, (64, 96, 3), dtype=np.uint8) for _ in range(400)]
+    t = np.arange(400 * 640) / 16000.0
+    src = tmp_path / "src.mp4"
+    write_video(src, frames, 25, audio=(0.1 * np.sin(2 * np.pi * 440 * t)).astype(np.float32))
+    out = tmp_path / f"out{suffix}"
+    remux_with_audio(src, out, stream_audio_native(src, 120.0))
+    with av.open(str(out)) as c:
+        pkts = sorted((p.pos, p.stream.type, float(p.pts * p.time_base)) for p in c.demux()
+                      if p.pos is not None and p.pos >= 0 and p.pts is not None)
+    kinds = {k for _, k, _ in pkts}
+    assert kinds == {"video", "audio"}
+    # the longest run of one stream's packets in file order, in seconds of that stream
+    longest, run_start = 0.0, 0
+    for i in range(1, len(pkts) + 1):
+        if i == len(pkts) or pkts[i][1] != pkts[run_start][1]:
+            longest = max(longest, pkts[i - 1][2] - pkts[run_start][2])
+            run_start = i
+    assert longest < 1.5, longest
+    assert read_audio(out).size == pytest.approx(400 * 640, abs=1024 * 2)
+
+
 @pytest.mark.parametrize("offset_ms", [0.0, 0.5, 7.0, -7.0, 40.0, -40.0, 500.0, -500.0])
 def test_shift_audio_pieces_matches_shift_audio(offset_ms):
     """Any cut of the signal into pieces, shifts shorter and longer than a piece and than the
