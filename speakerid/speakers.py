@@ -368,13 +368,6 @@ BLOCK_ROWS = 4096
 from disk: bounds the working memory whatever the video's length."""
 
 
-def _audio_embeddings(emb, mfcc_blocks: Iterable[np.ndarray], step: int = SHIFT_STEP_COLS) -> tuple[StoredRows, int]:
-    """Embedding of the audio window starting at every ``step``-th MFCC column, float16 rows
-    ``(ceil((T − 19) / step), D)`` kept on disk, and ``T`` (:meth:`Embedder.stored_sequence`):
-    neither the signal, the MFCC nor the embeddings are ever held whole."""
-    return emb.stored_sequence(mfcc_blocks, step=step, dtype=np.float16, chunk=BLOCK_ROWS)
-
-
 def _audio_hubness(audio_emb: StoredRows | np.ndarray, video_embs: list, max_video: int = 2000) -> np.ndarray:
     """Mean distance of each audio window to (a sample of) all the video windows of the video.
 
@@ -501,7 +494,10 @@ def score_faces(analysis: FaceAnalysis, audio: np.ndarray | Iterable[np.ndarray]
     pieces = [audio] if isinstance(audio, np.ndarray) else audio
     del audio  # a caller's whole array is freed with the pieces once the MFCC exist
     emb = Embedder(model)
-    audio_emb, n_cols = _audio_embeddings(emb, iter_mfcc(pieces))
+    # every SHIFT_STEP_COLS-th audio window, float16 rows on disk: neither the signal, the MFCC
+    # nor the embeddings are ever held whole
+    audio_emb, n_cols = emb.stored_sequence(iter_mfcc(pieces), step=SHIFT_STEP_COLS, dtype=np.float16,
+                                            chunk=BLOCK_ROWS)
     del pieces
     per_track: dict[int, _TrackScores | None] = {}
     if n_cols >= WINDOW_COLS:

@@ -338,7 +338,8 @@ class _Audio:
 
 class _LoudnessTap:
     """Passes audio pieces through, counting samples and keeping the loudest 0.2 s block's RMS
-    (blocks aligned at sample 0, as :func:`_silent` takes them)."""
+    (blocks aligned at sample 0, so any cut into pieces gives the same answer): the silence rule
+    of :func:`measure_sync`, for a whole signal too (:func:`_silent`)."""
 
     HOP = 3200
 
@@ -423,18 +424,13 @@ def _prepare_video(video: PathLike, model, *, analysis=None, progress: ProgressF
                      embed_cpu_seconds=time.process_time() - c0 - c_faces)
 
 
-def audio_embeddings(model, mfcc: np.ndarray, step_cols: int = 1) -> np.ndarray:
-    """Embedding of the audio window starting at every MFCC column ``c`` (``(T − 19, D)``).
-
-    With ``step_cols > 1`` only the columns that are multiples of it are kept (the others NaN).
-    """
+def audio_embeddings(model, mfcc: np.ndarray) -> np.ndarray:
+    """Embedding of the audio window starting at every MFCC column ``c`` (``(T − 19, D)``); a
+    coarser search keeps only its own columns in :func:`window_curves` (``step_cols``)."""
     from .model import Embedder
 
     # the audio stream is fully convolutional along time: one pass gives every column
-    out = Embedder(model).sequence(mfcc)
-    if step_cols > 1:  # a coarser search sees only its own columns
-        out[np.arange(out.shape[0]) % step_cols != 0] = np.nan
-    return out
+    return Embedder(model).sequence(mfcc)
 
 
 def window_curves(starts: np.ndarray, video_emb, audio_emb, shifts: np.ndarray, chunk: int = 64,
@@ -641,13 +637,11 @@ def _speaker_windows(per_track, num_frames: int, smooth_windows: int) -> list[np
 
 
 def _silent(audio: np.ndarray) -> bool:
-    """No 0.2 s stretch of the audio reaches SILENCE_DBFS."""
-    hop = 3200
-    if audio.size < hop:
-        return True
-    n = audio.size // hop
-    rms = np.sqrt(np.mean(audio[: n * hop].reshape(n, hop).astype(np.float64) ** 2, axis=1))
-    return bool(20 * np.log10(rms.max() + 1e-12) < SILENCE_DBFS)
+    """No 0.2 s stretch of the audio reaches SILENCE_DBFS (:class:`_LoudnessTap` over one piece)."""
+    tap = _LoudnessTap([audio])
+    for _ in tap:
+        pass
+    return tap.silent
 
 
 def _measure(prep: _Prepared, audio: np.ndarray | _Audio, *, search_ms: float, step_ms: float, aggregate: str,

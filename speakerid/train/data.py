@@ -143,18 +143,16 @@ class WindowSampler:
                 rates[b] = 1.0
             if rates[b] != 1.0:
                 self._resampled_run(c, i0, float(rates[b]), b, video, audio, valid, with_ref)
-                weight[b * L:(b + 1) * L] = c.keep[j0:j0 + L]
-                groups.append(c.group)
-                continue
-            idx = i0 + np.arange(L)[:, None] + np.arange(WINDOW_FRAMES)
-            video[b * L:(b + 1) * L, :WINDOW_FRAMES] = c.crops[idx]
-            if with_ref:
-                video[b * L:(b + 1) * L, WINDOW_FRAMES] = c.ref[i0 + np.arange(L) + WINDOW_FRAMES // 2]
-            # padded column of real column (4 i0 + offset − MAX_SHIFT): shift 0 is the clip's own alignment
-            s0 = COLS_PER_FRAME * i0 + c.offset + MAX_ALIGN
-            audio[b] = c.mfcc_padded[:, s0:s0 + span]
-            starts = COLS_PER_FRAME * (i0 + np.arange(L))[:, None] + shifts + c.offset
-            valid[b * L:(b + 1) * L] = (starts >= 0) & (starts + WINDOW_COLS <= c.num_cols)
+            else:
+                idx = i0 + np.arange(L)[:, None] + np.arange(WINDOW_FRAMES)
+                video[b * L:(b + 1) * L, :WINDOW_FRAMES] = c.crops[idx]
+                if with_ref:
+                    video[b * L:(b + 1) * L, WINDOW_FRAMES] = c.ref[i0 + np.arange(L) + WINDOW_FRAMES // 2]
+                # padded column of real column (4 i0 + offset − MAX_SHIFT): shift 0 is the clip's own alignment
+                s0 = COLS_PER_FRAME * i0 + c.offset + MAX_ALIGN
+                audio[b] = c.mfcc_padded[:, s0:s0 + span]
+                starts = COLS_PER_FRAME * (i0 + np.arange(L))[:, None] + shifts + c.offset
+                valid[b * L:(b + 1) * L] = (starts >= 0) & (starts + WINDOW_COLS <= c.num_cols)
             weight[b * L:(b + 1) * L] = c.keep[j0:j0 + L]
             groups.append(c.group)
         return {"video": torch.from_numpy(video), "audio": torch.from_numpy(audio),
