@@ -15,7 +15,9 @@ Steps (all on the 25 fps model timeline, then mapped to the source's own frames)
    their own offsets). The video's offset is the peak of the confidence-weighted sum of all
    windows' profiles; each track then takes the shift that best explains its own windows within
    ±``max_shift_frames`` of it or of zero (a weak or chance peak far out must not pull every
-   face away from the common, near-zero case).
+   face away from the common, near-zero case), unless its own profile peaks clearly elsewhere
+   within ±``OWN_OFFSET_MS`` (a face heard with an offset of its own, as when recordings with
+   different offsets are edited together).
 3. **Score.** Per window: ``c`` at the track's shift (mean over ±20 ms around it). Averaged
    over ``smooth_frames`` frames (centred, per track, weights falling linearly from the centre)
    to ride over blinks, blur and short pauses.
@@ -80,6 +82,14 @@ DEFAULT_SEARCH_FRAMES = 25
 """Shift range (± model frames) over which distances are compared: ±1 s."""
 SHIFT_STEP_COLS = 2
 """Shift resolution in MFCC columns (20 ms): offsets such as 60 ms fall between video frames."""
+OWN_OFFSET_MS = 200
+"""A track whose own evidence clearly peaks may take any shift within ±this (ms), beyond the
+band around the video's offset: sources with offsets of their own (an edit of several
+recordings, a composite) put one face 80–120 ms away from the others."""
+OWN_OFFSET_Z = 4.0
+"""How clear that peak must be: its height above the median of the track's profile at shifts
+beyond ±2·``OWN_OFFSET_MS``, in standard deviations of those far values; and it must stand at
+least one such deviation above the best shift of the band."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -426,6 +436,25 @@ def _window_profiles(starts: np.ndarray, v, audio_emb, hub: np.ndarray | None, n
     return _TrackScores(starts=starts, conf=conf, weight=weight, profile=profile)
 
 
+def _track_shift(profile: np.ndarray, shifts: np.ndarray, near: np.ndarray) -> int:
+    """Index of the shift a track is scored at: its profile's peak among the ``near`` shifts, or
+    its peak within ±``OWN_OFFSET_MS`` where that one stands ``OWN_OFFSET_Z`` standard deviations
+    above the track's profile at far shifts (chance structure rarely does; a face that is heard
+    with an offset of its own does)."""
+    j = int(np.flatnonzero(near)[np.argmax(profile[near])])
+    ms = shifts * MS_PER_COL
+    own = np.abs(ms) <= OWN_OFFSET_MS
+    far = np.abs(ms) > 2 * OWN_OFFSET_MS
+    if far.sum() >= 10 and own.any():
+        ref = profile[far]
+        sd = float(np.std(ref))
+        k = int(np.flatnonzero(own)[np.argmax(profile[own])])
+        # two close peaks (a bimodal profile) are not evidence enough to leave the band
+        if sd > 0 and (profile[k] - float(np.median(ref))) / sd >= OWN_OFFSET_Z and profile[k] - profile[j] >= sd:
+            return k
+    return j
+
+
 def _neighbour_mean(c: np.ndarray) -> np.ndarray:
     """Per window and shift, the mean of the shift and its two neighbours (ignoring NaN; fewer
     at the ends of the range)."""
@@ -540,7 +569,7 @@ def score_faces(analysis: FaceAnalysis, audio: np.ndarray | Iterable[np.ndarray]
             continue
         prof = s.profile
         diag["profiles"][t.id] = prof
-        j = int(np.flatnonzero(near)[np.argmax(prof[near])])
+        j = _track_shift(prof, shifts, near)
         chosen[t.id] = j
         # ±1 step around the chosen shift (the true offset may lie between grid points), as the
         # null below averages its far shifts
