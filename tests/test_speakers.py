@@ -289,15 +289,15 @@ def test_score_smoothing_is_a_triangle_weighted_mean_ignoring_gaps():
     assert edge[100 - 12] == pytest.approx(0.135, abs=0.01) and edge[100 + 12] == pytest.approx(0.86, abs=0.01)
 
 
-
 def test_a_track_leaves_the_band_only_for_a_clear_peak_of_its_own():
     """A track is scored near the video's offset (or zero) unless its own profile peaks clearly
     elsewhere within ±200 ms: a face heard with an offset of its own is scored there, a chance
     peak or a second peak barely above the band's best is not followed."""
+    from speakerid.features import MS_PER_COL
     from speakerid.speakers import OWN_OFFSET_MS, _track_shift
 
     shifts = np.arange(-50, 51, 2)  # ±1 s in MFCC columns, 20 ms steps
-    ms = shifts * 10
+    ms = shifts * MS_PER_COL
     near = np.abs(ms) <= 40  # video offset 0, band ±1 frame
     # chance structure at far shifts (sd ~1, what the peak is measured against), none nearby
     far = np.abs(ms) > 400
@@ -317,6 +317,7 @@ def test_a_track_leaves_the_band_only_for_a_clear_peak_of_its_own():
     assert chosen(noise + bump(-300, 12)) in ms[near]  # beyond ±OWN_OFFSET_MS: never
     assert OWN_OFFSET_MS < 300
     assert chosen(noise + bump(20, 12)) == 20  # the band's own peak is simply taken
+
 
 def test_competition_takes_a_share_of_the_best_other_face():
     """score − β·max(0, best other face's score at that frame): the runner-up is the top face's
