@@ -41,9 +41,10 @@ from speakerid.faces import analyze_faces  # noqa: E402
 from speakerid.media import probe, read_audio, require_audio, require_video  # noqa: E402
 from speakerid.model import load_model  # noqa: E402
 from speakerid.speakers import (  # noqa: E402
+    DECODER_DEFAULTS,
+    DECODERS,
+    DEFAULT_DECODER,
     DEFAULT_MAX_SHIFT_FRAMES,
-    DEFAULT_SMOOTH_FRAMES,
-    DEFAULT_THRESHOLD,
     SpeakerResult,
     score_faces,
 )
@@ -122,8 +123,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--bench", default=str(ROOT.parent / "shared" / "bench" / "asd"))
     ap.add_argument("--model", help="SyncNet checkpoint (default: the packaged weights)")
-    ap.add_argument("--smooth", type=int, default=DEFAULT_SMOOTH_FRAMES)
-    ap.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD)
+    ap.add_argument("--decoder", choices=DECODERS, default=DEFAULT_DECODER)
+    ap.add_argument("--smooth", type=int, default=None, help="default: the decoder's")
+    ap.add_argument("--threshold", type=float, default=None, help="default: the decoder's")
     ap.add_argument("--max-shift", type=int, default=DEFAULT_MAX_SHIFT_FRAMES)
     ap.add_argument("--window-step", type=int, default=1)
     ap.add_argument("--detect-every", type=int, default=3)
@@ -137,6 +139,9 @@ def main(argv=None) -> int:
     ap.add_argument("--out", help="write the figures as JSON here")
     ap.add_argument("--faces-cache", type=Path, help="keep each video's face analysis and audio here, reuse them later")
     a = ap.parse_args(argv)
+    for key, attr in (("smooth_frames", "smooth"), ("threshold", "threshold")):
+        if getattr(a, attr) is None:
+            setattr(a, attr, DECODER_DEFAULTS[a.decoder][key])
 
     import torch
 
@@ -146,7 +151,7 @@ def main(argv=None) -> int:
     model = load_model(a.model, device="cpu")
     fp = getattr(model, "fingerprint", "")
     print(f"bench {bench} ({len(names)} items), model {a.model or 'packaged'} fingerprint {fp}, "
-          f"torch threads {torch.get_num_threads()}, smooth {a.smooth}, threshold {a.threshold}, max shift {a.max_shift}, "
+          f"torch threads {torch.get_num_threads()}, decoder {a.decoder}, smooth {a.smooth}, threshold {a.threshold}, max shift {a.max_shift}, "
           f"competition {'default' if a.competition is None else a.competition}")
 
     kept = []
@@ -176,7 +181,7 @@ def main(argv=None) -> int:
                 cached.write_bytes(pickle.dumps((fa, audio, time.perf_counter() - t0)))
         res = score_faces(fa, audio, model, threshold=a.threshold, smooth_frames=a.smooth,
                           max_shift_frames=a.max_shift, window_step=a.window_step, exclusive=not a.overlap,
-                          competition=a.competition)
+                          decoder=a.decoder, competition=a.competition)
         competition = res.competition  # as the library resolved it (its default depends on --overlap)
         el = time.perf_counter() - t0
         dur = res.num_frames / res.fps
@@ -212,7 +217,7 @@ def main(argv=None) -> int:
             for sm in sm_list:
                 res_list = [score_faces(fa, au, model, threshold=0.0, smooth_frames=sm, max_shift_frames=sh,
                                         window_step=a.window_step, exclusive=not a.overlap,
-                                        competition=a.competition) for fa, au, _ in kept]
+                                        decoder=a.decoder, competition=a.competition) for fa, au, _ in kept]
                 for th in th_list:
                     ms = []
                     for r, (_, _, lab) in zip(res_list, kept, strict=True):
@@ -224,7 +229,7 @@ def main(argv=None) -> int:
                           flush=True)
     if a.out:
         out = {"bench": str(bench), "model": a.model or "packaged", "fingerprint": fp,
-               "settings": {"exclusive": not a.overlap, "competition": competition, "smooth": a.smooth,
+               "settings": {"decoder": a.decoder, "exclusive": not a.overlap, "competition": competition, "smooth": a.smooth,
                             "threshold": a.threshold, "max_shift": a.max_shift,
                             "window_step": a.window_step, "detect_every": a.detect_every},
                "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),

@@ -2,7 +2,8 @@
 
 Each face track gets a box and its id; a speaking face's box is thick and green, a silent one's
 thin and grey, a face too small to score dashed-looking dark grey. Beside each box a vertical bar
-shows the face's calibrated score with a tick at the threshold. The output is an H.264 + AAC mp4
+shows the face's score (the probability that it speaks, or with the ``"threshold"`` decoder its
+calibrated z-score) with a tick at the threshold. The output is an H.264 + AAC mp4
 (yuv420p, faststart) that plays in browsers; frames stream through, one at a time.
 """
 from __future__ import annotations
@@ -24,8 +25,11 @@ DARK = (110, 110, 110)
 RED = (40, 40, 230)
 
 
-def _bar_range(threshold: float) -> tuple[float, float]:
-    """Score range the bar spans: a little below zero to well above the threshold."""
+def _bar_range(threshold: float, decoder: str = "hmm") -> tuple[float, float]:
+    """Score range the bar spans: 0–1 for probabilities; for z-scores a little below zero to
+    well above the threshold."""
+    if decoder == "hmm":
+        return 0.0, 1.0
     return -2.0, max(3.0 * threshold, threshold + 4.0)
 
 
@@ -37,7 +41,7 @@ def annotate_frame(image: np.ndarray, frame: int, result: SpeakerResult, *, time
     h_img, w_img = img.shape[:2]
     scale = max(0.4, min(1.2, h_img / 720))
     thick = max(1, int(round(2 * scale)))
-    lo, hi = _bar_range(result.threshold)
+    lo, hi = _bar_range(result.threshold, result.decoder)
     speaking_ids = []
     for t in result.tracks:
         if not len(t.frames):
@@ -54,7 +58,7 @@ def annotate_frame(image: np.ndarray, frame: int, result: SpeakerResult, *, time
         p1 = (int(round(x)), int(round(y)))
         p2 = (int(round(x + w)), int(round(y + h)))
         cv2.rectangle(img, p1, p2, color, thick * (2 if sp else 1), cv2.LINE_AA)
-        label = f"#{t.id} " + (f"{s:+.1f}" if math.isfinite(s) else "n/a") + (" speaking" if sp else "")
+        label = f"#{t.id} " + ((f"{s:.2f}" if result.decoder == "hmm" else f"{s:+.1f}") if math.isfinite(s) else "n/a") + (" speaking" if sp else "")
         (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.5 * scale * 1.4, thick)
         # the label's backing sits clear of the box's own (thick) edge, above it or else below it
         edge = thick * (2 if sp else 1) + 1

@@ -25,15 +25,20 @@ Steps (all on the 25 fps model timeline, then mapped to the source's own frames)
    audio) is the null: how large the score gets by chance in *this* video, with *this* model.
    The reported score is ``(smoothed − null mean) / null std``, a z-score, so one threshold holds
    across videos, speakers and model versions.
-5. **Competition.** One audio track, usually one voice: each face's score loses
-   ``competition`` (default 0.5) times the best *other* face's score at the same frame, when
-   that one is positive. A listener who looks in sync by chance while someone else clearly
-   speaks drops; a face alone on screen, or among faces with no evidence, keeps its score. The
-   order of faces within a frame does not change (so neither does the top face), but scores
-   become comparable across frames and videos (docs/speakers.md: AP +0.02–0.03 on every set).
-6. **Labels.** ``speaking = score ≥ threshold``, and (``exclusive``, the default) only for the
-   frame's highest-scoring face; nobody above it → nobody labelled. Segments are the runs of
-   speaking frames of each track, in seconds.
+5. **Who speaks** (``decoder``). ``"threshold"`` (the default): each face's score loses
+   ``competition`` (default 0.5) times the best *other* face's positive score at the same
+   frame, and that is the score. A listener who looks in sync by chance while someone else
+   clearly speaks drops; a face alone on screen keeps its score; the order of faces within a
+   frame does not change, but scores become comparable across frames and videos
+   (docs/speakers.md: AP +0.02–0.03 on every set). ``"hmm"`` (session 12): a hidden Markov
+   model over turns (:mod:`speakerid.decoding`) reads each face's calibrated score (smoothed
+   over 25 frames) as evidence and gives the posterior probability that the face is the one
+   speaking; with ``exclusive`` its states are "nobody" or one face, so the faces compete for
+   one voice.
+6. **Labels.** ``speaking = score ≥ threshold`` (0.5 for ``"hmm"``: more likely speaking than
+   not; 1.5 for ``"threshold"``), and (``exclusive``, the default) only for the frame's
+   highest-scoring face; nobody above it → nobody labelled. Segments are the runs of speaking
+   frames of each track, in seconds.
 
 Memory: :func:`detect_speakers` streams. The faces stage embeds each track's mouth windows as it
 decodes (``analyze_faces(embed=VideoWindowEmbedder(model))``) and keeps no crops; the audio is
@@ -55,6 +60,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .decoding import speaking_posteriors
 from .features import COLS_PER_FRAME, MS_PER_COL, WINDOW_COLS, WINDOW_FRAMES, iter_mfcc
 from .rowstore import RowStore, StoredRows
 
@@ -64,16 +70,26 @@ if TYPE_CHECKING:  # keep ``import speakerid.speakers`` free of torch until scor
     from .progress import ProgressFn
 
 __all__ = ["detect_speakers", "score_faces", "label_tracks", "SpeakerResult", "SpeakerTrack", "Segment",
-           "DEFAULT_THRESHOLD", "DEFAULT_COMPETITION", "DEFAULT_SMOOTH_FRAMES", "DEFAULT_MAX_SHIFT_FRAMES", "DEFAULT_SEARCH_FRAMES"]
+           "DECODERS", "DEFAULT_DECODER", "DECODER_DEFAULTS", "DEFAULT_THRESHOLD", "DEFAULT_COMPETITION", "DEFAULT_SMOOTH_FRAMES", "DEFAULT_MAX_SHIFT_FRAMES", "DEFAULT_SEARCH_FRAMES"]
 
-DEFAULT_SMOOTH_FRAMES = 50
-"""Averaging window of the per-face scores, in 25 fps model frames (2 s; triangle-weighted)."""
-DEFAULT_THRESHOLD = 1.5
-"""Score (z against mismatched audio, less the competition term) at and above which a face is
-labelled speaking."""
+DECODERS = ("hmm", "threshold")
+DEFAULT_DECODER = "threshold"
+"""How scores become speaking labels: ``"threshold"`` (calibrated z less the competition term,
+labelled above a threshold; the default) or ``"hmm"`` (the posterior probability of a turn model,
+session 12: better on five of the seven benchmark sets, worse on the shared one; docs/speakers.md)."""
+DECODER_DEFAULTS = {"hmm": {"smooth_frames": 25, "threshold": 0.5},
+                    "threshold": {"smooth_frames": 50, "threshold": 1.5}}
+"""Smoothing window (25 fps model frames, triangle-weighted) and label threshold of each decoder,
+chosen on the own composites and the bundled example (docs/speakers.md)."""
+DEFAULT_SMOOTH_FRAMES = DECODER_DEFAULTS[DEFAULT_DECODER]["smooth_frames"]
+"""Averaging window of the per-face scores of the default decoder, in 25 fps model frames (2 s)."""
+DEFAULT_THRESHOLD = DECODER_DEFAULTS[DEFAULT_DECODER]["threshold"]
+"""Score at and above which a face is labelled speaking, default decoder: calibrated z (against
+mismatched audio) less the competition term."""
 DEFAULT_COMPETITION = 0.5
-"""Share of the best other face's (positive) score taken off each face's score, frame by frame,
-when labelling is exclusive; 0 with ``exclusive=False`` (overlapping speech)."""
+"""``"threshold"`` decoder: share of the best other face's (positive) score taken off each face's
+score, frame by frame, when labelling is exclusive; 0 with ``exclusive=False`` (overlapping
+speech). The ``"hmm"`` decoder lets faces compete through its states instead."""
 MIN_SEGMENT_S = 0.2
 """Speaking runs shorter than this (one SyncNet window) are dropped: flicker where two faces' scores cross."""
 DEFAULT_MAX_SHIFT_FRAMES = 1
@@ -167,8 +183,12 @@ class SpeakerResult:
     smooth_frames: int = DEFAULT_SMOOTH_FRAMES
     exclusive: bool = True
     """At most one face labelled speaking per frame (the highest-scoring one above the threshold)."""
-    competition: float = DEFAULT_COMPETITION
-    """Share of the best other face's positive score taken off each face's score (see scoring step 5)."""
+    competition: float = 0.0
+    """``"threshold"`` decoder: share of the best other face's positive score taken off each
+    face's score (scoring step 5); 0 with the ``"hmm"`` decoder."""
+    decoder: str = DEFAULT_DECODER
+    """How the scores were made: ``"hmm"`` (posterior probability that the face speaks) or
+    ``"threshold"`` (calibrated z less the competition term); see :data:`DECODERS`."""
     offset_ms: float | None = None
     """The video's estimated audio offset (``t_audio − t_video``); None without scorable faces."""
     model: str = ""
@@ -226,6 +246,7 @@ class SpeakerResult:
             "smooth_frames": int(self.smooth_frames),
             "exclusive": bool(self.exclusive),
             "competition": float(self.competition),
+            "decoder": self.decoder,
             "offset_ms": None if self.offset_ms is None else float(self.offset_ms),
             "model": self.model,
             "tracks": [t.to_dict() for t in self.tracks],
@@ -241,6 +262,7 @@ class SpeakerResult:
                    smooth_frames=int(d.get("smooth_frames", DEFAULT_SMOOTH_FRAMES)), offset_ms=d.get("offset_ms"),
                    exclusive=bool(d.get("exclusive", True)),
                    competition=float(d.get("competition", 0.0)),  # files from before the term: none
+                   decoder=str(d.get("decoder", "threshold")),  # files from before session 12: z-scores
                    model=d.get("model", ""))
 
     def to_json(self, path: str | os.PathLike, **kw) -> Path:
@@ -264,20 +286,22 @@ class SpeakerResult:
 
 
 def detect_speakers(video: str | os.PathLike, *, model: SyncNet | str | os.PathLike | None = None,
-                    threshold: float = DEFAULT_THRESHOLD, smooth_frames: int = DEFAULT_SMOOTH_FRAMES,
+                    threshold: float | None = None, smooth_frames: int | None = None,
                     max_shift_frames: int = DEFAULT_MAX_SHIFT_FRAMES, search_frames: int = DEFAULT_SEARCH_FRAMES,
-                    window_step: int = 1, exclusive: bool = True, competition: float | None = None,
-                    detect_every: int = 3, detect_width: int = 512,
+                    window_step: int = 1, exclusive: bool = True, decoder: str = DEFAULT_DECODER,
+                    competition: float | None = None, detect_every: int = 3, detect_width: int = 512,
                     device: str | None = None, progress: ProgressFn | None = None) -> SpeakerResult:
     """Find every face in ``video`` and say, frame by frame, which of them is speaking.
 
     ``model``: a :class:`~speakerid.model.SyncNet`, a checkpoint path, or None for the packaged
-    weights. ``threshold``: calibrated score for "speaking". ``smooth_frames``: averaging window
-    (25 fps frames, 10–100 sensible). ``max_shift_frames``: how far each track's audio offset may
-    differ from the video's (40 ms frames). ``window_step``: score every k-th window (faster,
-    coarser). ``exclusive``: at most one face speaking per frame. ``competition``: share of the
-    best other face's positive score taken off each face's score (None: 0.5 when exclusive, 0
-    otherwise). ``detect_every`` / ``detect_width``: face detector cadence and input width.
+    weights. ``decoder``: ``"hmm"`` (scores are the posterior probability that the face speaks) or
+    ``"threshold"`` (calibrated z-scores less the competition term). ``threshold``: score for
+    "speaking" (None: the decoder's, 0.5 or 1.5). ``smooth_frames``: averaging window (25 fps
+    frames, 10–100 sensible; None: the decoder's, 25 or 50). ``max_shift_frames``: how far each
+    track's audio offset may differ from the video's (40 ms frames). ``window_step``: score every
+    k-th window (faster, coarser). ``exclusive``: at most one face speaking per frame.
+    ``competition``: ``"threshold"`` decoder only, share of the best other face's positive score
+    taken off each face's score (None: 0.5 when exclusive, 0 otherwise). ``detect_every`` / ``detect_width``: face detector cadence and input width.
 
     Raises :class:`~speakerid.errors.NoAudioStreamError` for a video without sound; a video
     without faces gives a result with no tracks.
@@ -302,7 +326,8 @@ def detect_speakers(video: str | os.PathLike, *, model: SyncNet | str | os.PathL
     return score_faces(analysis, iter_audio(video, video_start_s=info.video_start_s), net,
                        threshold=threshold, smooth_frames=smooth_frames,
                        max_shift_frames=max_shift_frames, search_frames=search_frames,
-                       window_step=window_step, exclusive=exclusive, competition=competition, progress=progress)
+                       window_step=window_step, exclusive=exclusive, decoder=decoder, competition=competition,
+                       progress=progress)
 
 
 def _box_sums(x: np.ndarray, length: int, lead: int) -> np.ndarray:
@@ -485,10 +510,10 @@ def _add_null(stats: _RunningStats, s: _TrackScores, centre: np.ndarray, n_frame
 
 
 def score_faces(analysis: FaceAnalysis, audio: np.ndarray | Iterable[np.ndarray], model: SyncNet, *,
-                threshold: float = DEFAULT_THRESHOLD, smooth_frames: int = DEFAULT_SMOOTH_FRAMES,
+                threshold: float | None = None, smooth_frames: int | None = None,
                 max_shift_frames: int = DEFAULT_MAX_SHIFT_FRAMES, search_frames: int = DEFAULT_SEARCH_FRAMES,
                 window_step: int = 1, audio_norm: bool = True, exclusive: bool = True,
-                competition: float | None = None, progress: ProgressFn | None = None) -> SpeakerResult:
+                decoder: str = DEFAULT_DECODER, competition: float | None = None, progress: ProgressFn | None = None) -> SpeakerResult:
     """Score the face tracks of ``analysis`` (with mouth crops, or with window embeddings
     streamed by ``analyze_faces(embed=VideoWindowEmbedder(model))``) against ``audio`` (16 kHz
     mono, sample 0 = first video frame: one array, or consecutive pieces such as
@@ -497,19 +522,28 @@ def score_faces(analysis: FaceAnalysis, audio: np.ndarray | Iterable[np.ndarray]
     from .progress import silent
 
     progress = progress or silent
+    if decoder not in DECODERS:
+        raise ValueError(f"decoder must be one of {', '.join(DECODERS)}, got {decoder!r}")
+    defaults = DECODER_DEFAULTS[decoder]
+    threshold = defaults["threshold"] if threshold is None else float(threshold)
+    smooth_frames = max(1, int(defaults["smooth_frames"] if smooth_frames is None else smooth_frames))
+    if decoder == "hmm":
+        if competition:
+            raise ValueError("competition applies to the 'threshold' decoder; the 'hmm' decoder's faces "
+                             "compete through its states")
+        competition = 0.0
+    elif competition is None:
+        competition = DEFAULT_COMPETITION if exclusive else 0.0
+    if not 0.0 <= competition < 1.0:
+        raise ValueError(f"competition must be in [0, 1), got {competition}")
     analysis.require_geometry(model.config.crop_geometry)
     tl = analysis.timeline
     info = analysis.info
     fps = float(info.fps) if info.fps else tl.source_fps
-    smooth_frames = max(1, int(smooth_frames))
-    if competition is None:
-        competition = DEFAULT_COMPETITION if exclusive else 0.0
-    if not 0.0 <= competition < 1.0:
-        raise ValueError(f"competition must be in [0, 1), got {competition}")
     fingerprint = str(getattr(model, "fingerprint", "") or "")
     result = SpeakerResult(fps=fps, num_frames=tl.num_source_frames, video=str(info.path), threshold=float(threshold),
                            smooth_frames=smooth_frames, exclusive=bool(exclusive), competition=float(competition),
-                           model=fingerprint,
+                           decoder=decoder, model=fingerprint,
                            frame_times=np.asarray(tl.source_times, np.float64))
     tracks = analysis.tracks
     if not tracks:
@@ -611,8 +645,14 @@ def score_faces(analysis: FaceAnalysis, audio: np.ndarray | Iterable[np.ndarray]
             zs[~t.scorable[k]] = np.nan
         out.append(SpeakerTrack(id=t.id, frames=t.frames.copy(), boxes=t.boxes.copy(), scores=zs,
                                 speaking=np.zeros(len(zs), bool), offset_ms=float(shifts[chosen[t.id]] * MS_PER_COL)))
-    diag["calibrated"] = {t.id: t.scores.copy() for t in out}  # before the competition term
-    if competition > 0:
+    diag["calibrated"] = {t.id: t.scores.copy() for t in out}  # before the decoder
+    if decoder == "hmm":
+        scored_out = [t for t in out if t.offset_ms is not None]
+        post = speaking_posteriors([t.frames for t in scored_out], [t.scores for t in scored_out],
+                                   tl.num_source_frames, fps, exclusive=exclusive)
+        for t, p in zip(scored_out, post, strict=True):
+            t.scores = p
+    elif competition > 0:
         _compete(out, tl.num_source_frames, competition)
     result.tracks = out
     result.diagnostics = diag

@@ -365,6 +365,40 @@ def test_default_scores_hold_the_competition_term(result):
     assert SpeakerResult.from_dict({"fps": 25, "num_frames": 0}).competition == 0.0  # files from before the term
 
 
+def test_hmm_decoder_gives_speaking_probabilities(result, labels):
+    """decoder="hmm": the scores are the turn model's posterior probability that each face speaks
+    (decoding.speaking_posteriors of the calibrated scores), labelled at 0.5, at most one face
+    at a time; the decoder is recorded in the result and its JSON."""
+    from speakerid.decoding import speaking_posteriors
+
+    hmm = detect_speakers(VIDEO, model=MODEL, decoder="hmm")
+    assert hmm.decoder == "hmm" and hmm.threshold == 0.5 and hmm.smooth_frames == 25 and hmm.competition == 0.0
+    back = SpeakerResult.from_dict(json.loads(json.dumps(hmm.to_dict())))
+    assert back.decoder == "hmm" and result.decoder == "threshold"
+    z = hmm.diagnostics["calibrated"]
+    want = speaking_posteriors([t.frames for t in hmm.tracks], [z[t.id] for t in hmm.tracks], hmm.num_frames, hmm.fps)
+    for t, w in zip(hmm.tracks, want, strict=True):
+        np.testing.assert_allclose(t.scores, w, atol=1e-6)
+        fin = np.isfinite(t.scores)
+        assert ((t.scores[fin] >= 0) & (t.scores[fin] <= 1)).all()
+        np.testing.assert_array_equal(t.speaking[fin] & (t.scores[fin] < 0.5), False)
+    scores, pred, truth = _match(hmm, labels["frames"])
+    one = truth.sum(1) == 1
+    assert float((np.argmax(scores[one], 1) == np.argmax(truth[one], 1)).mean()) >= 0.55
+    assert _ap(scores.reshape(-1), truth.reshape(-1)) >= 0.45 and (pred == truth).mean() >= 0.75
+    assert pred.sum(1).max() <= 1
+    # the render's score bar spans 0–1 for probabilities: a face at p = 1 fills it to the top
+    from speakerid.render import _bar_range, annotate_frame
+
+    assert _bar_range(hmm.threshold, hmm.decoder) == (0.0, 1.0)
+    blank = np.zeros((540, 960, 3), np.uint8)
+    assert annotate_frame(blank, 100, hmm).any()
+    with pytest.raises(ValueError, match="competition"):
+        score_faces(None, np.zeros(16000, np.float32), None, decoder="hmm", competition=0.5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="decoder"):
+        score_faces(None, np.zeros(16000, np.float32), None, decoder="viterbi")  # type: ignore[arg-type]
+
+
 def test_crops_framed_otherwise_than_the_model_was_trained_on_are_refused(grid_analysis, grid_clip):
     from speakerid.model import SyncNet, SyncNetConfig
 
@@ -413,6 +447,25 @@ def test_cli_speakers_writes_all_formats(tmp_path, clip30, capsys):
     # refuses to write over its input, with a readable error
     assert main(["speakers", str(clip30), "--json", str(clip30)]) == 2
     assert "refusing to overwrite" in capsys.readouterr().err
+
+
+def test_cli_hmm_decoder_with_overlap(tmp_path, clip30):
+    """--decoder hmm --overlap: each face on its own is silent or speaking (two-state model);
+    the scores are probabilities and several faces may be labelled at once."""
+    from speakerid.cli import main
+
+    argv = ["speakers", str(clip30), "--decoder", "hmm", "--overlap", "--json", str(tmp_path / "h.json")]
+    if MODEL:
+        argv += ["--model", MODEL]
+    assert main(argv) == 0
+    d = json.loads((tmp_path / "h.json").read_text())
+    assert d["decoder"] == "hmm" and d["exclusive"] is False and d["threshold"] == 0.5
+    sc = np.array([s for t in d["tracks"] for s in t["scores"] if s is not None])
+    assert sc.size and ((sc >= 0) & (sc <= 1)).all()
+    for t in d["tracks"]:
+        s = np.array([np.nan if v is None else v for v in t["scores"]])
+        sp, above = np.asarray(t["speaking"]), np.nan_to_num(s, nan=-1) >= 0.5
+        assert not (sp & ~above).any()  # labelled only at 0.5 and above (runs under 0.2 s dropped)
 
 
 def test_notebook_runs_headless():

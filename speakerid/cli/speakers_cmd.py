@@ -5,19 +5,26 @@ import sys
 
 
 def _add_scoring_args(p) -> None:
-    from ..speakers import DEFAULT_COMPETITION, DEFAULT_MAX_SHIFT_FRAMES, DEFAULT_SMOOTH_FRAMES, DEFAULT_THRESHOLD
+    from ..speakers import (DECODER_DEFAULTS, DECODERS, DEFAULT_COMPETITION, DEFAULT_DECODER,
+                            DEFAULT_MAX_SHIFT_FRAMES)
 
-    p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
-                   help=f"calibrated score at which a face counts as speaking (default {DEFAULT_THRESHOLD:g})")
-    p.add_argument("--smooth", type=int, default=DEFAULT_SMOOTH_FRAMES, metavar="FRAMES",
-                   help=f"average scores over this many 25 fps frames (default {DEFAULT_SMOOTH_FRAMES})")
+    hmm, thr = DECODER_DEFAULTS["hmm"], DECODER_DEFAULTS["threshold"]
+    p.add_argument("--decoder", choices=DECODERS, default=DEFAULT_DECODER,
+                   help="hmm: scores are the probability that a face speaks, from a turn model; threshold: "
+                        f"calibrated z-scores less the competition term (default {DEFAULT_DECODER})")
+    p.add_argument("--threshold", type=float, default=None,
+                   help=f"score at which a face counts as speaking (default {hmm['threshold']:g} with the hmm "
+                        f"decoder, {thr['threshold']:g} with threshold)")
+    p.add_argument("--smooth", type=int, default=None, metavar="FRAMES",
+                   help=f"average scores over this many 25 fps frames (default {hmm['smooth_frames']} with the hmm "
+                        f"decoder, {thr['smooth_frames']} with threshold)")
     p.add_argument("--max-shift", type=int, default=DEFAULT_MAX_SHIFT_FRAMES, metavar="FRAMES",
                    help="how far (40 ms frames) a face's audio offset may differ from the video's "
                         f"(default {DEFAULT_MAX_SHIFT_FRAMES})")
     p.add_argument("--overlap", action="store_true",
                    help="let several faces be labelled speaking at once (default: only the highest-scoring face)")
     p.add_argument("--competition", type=float, default=None, metavar="SHARE",
-                   help="share of the best other face's score taken off each face's score "
+                   help="threshold decoder: share of the best other face's score taken off each face's score "
                         f"(default {DEFAULT_COMPETITION:g}; 0 with --overlap)")
     p.add_argument("--model", help="SyncNet checkpoint to use instead of the packaged weights")
     p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
@@ -51,7 +58,8 @@ def _detect(args):
     from . import progress_for
 
     return detect_speakers(args.video, model=args.model, threshold=args.threshold, smooth_frames=args.smooth,
-                           max_shift_frames=args.max_shift, exclusive=not args.overlap, competition=args.competition,
+                           max_shift_frames=args.max_shift, exclusive=not args.overlap, decoder=args.decoder,
+                           competition=args.competition,
                            detect_every=args.detect_every,
                            detect_width=args.detect_width, device=args.device, progress=progress_for(args))
 
