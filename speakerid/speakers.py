@@ -25,16 +25,14 @@ Steps (all on the 25 fps model timeline, then mapped to the source's own frames)
    audio) is the null: how large the score gets by chance in *this* video, with *this* model.
    The reported score is ``(smoothed − null mean) / null std``, a z-score, so one threshold holds
    across videos, speakers and model versions.
-5. **Who speaks** (``decoder``). ``"threshold"`` (the default): each face's score loses
-   ``competition`` (default 0.5) times the best *other* face's positive score at the same
-   frame, and that is the score. A listener who looks in sync by chance while someone else
-   clearly speaks drops; a face alone on screen keeps its score; the order of faces within a
-   frame does not change, but scores become comparable across frames and videos
-   (docs/speakers.md: AP +0.02–0.03 on every set). ``"hmm"`` (session 12): a hidden Markov
+5. **Who speaks** (``decoder``). ``"hmm"`` (the default, from session 12): a hidden Markov
    model over turns (:mod:`speakerid.decoding`) reads each face's calibrated score (smoothed
    over 25 frames) as evidence and gives the posterior probability that the face is the one
    speaking; with ``exclusive`` its states are "nobody" or one face, so the faces compete for
-   one voice.
+   one voice, and turn edges follow the evidence instead of a wide moving mean.
+   ``"threshold"`` (sessions 5–11): each face's score (smoothed over 50 frames) loses
+   ``competition`` (default 0.5) times the best *other* face's positive score at the same
+   frame, and that is the score.
 6. **Labels.** ``speaking = score ≥ threshold`` (0.5 for ``"hmm"``: more likely speaking than
    not; 1.5 for ``"threshold"``), and (``exclusive``, the default) only for the frame's
    highest-scoring face; nobody above it → nobody labelled. Segments are the runs of speaking
@@ -73,19 +71,20 @@ __all__ = ["detect_speakers", "score_faces", "label_tracks", "SpeakerResult", "S
            "DECODERS", "DEFAULT_DECODER", "DECODER_DEFAULTS", "DEFAULT_THRESHOLD", "DEFAULT_COMPETITION", "DEFAULT_SMOOTH_FRAMES", "DEFAULT_MAX_SHIFT_FRAMES", "DEFAULT_SEARCH_FRAMES"]
 
 DECODERS = ("hmm", "threshold")
-DEFAULT_DECODER = "threshold"
-"""How scores become speaking labels: ``"threshold"`` (calibrated z less the competition term,
-labelled above a threshold; the default) or ``"hmm"`` (the posterior probability of a turn model,
-session 12: better on five of the seven benchmark sets, worse on the shared one; docs/speakers.md)."""
+DEFAULT_DECODER = "hmm"
+"""How scores become speaking labels: ``"hmm"`` (the posterior probability of a turn model; the
+default from session 12, better than the threshold rule on eight of ten benchmark sets in AP and
+in F1, docs/speakers.md) or ``"threshold"`` (calibrated z less the competition term, labelled above a
+threshold; the default of sessions 5–11)."""
 DECODER_DEFAULTS = {"hmm": {"smooth_frames": 25, "threshold": 0.5},
                     "threshold": {"smooth_frames": 50, "threshold": 1.5}}
 """Smoothing window (25 fps model frames, triangle-weighted) and label threshold of each decoder,
 chosen on the own composites and the bundled example (docs/speakers.md)."""
 DEFAULT_SMOOTH_FRAMES = DECODER_DEFAULTS[DEFAULT_DECODER]["smooth_frames"]
-"""Averaging window of the per-face scores of the default decoder, in 25 fps model frames (2 s)."""
+"""Averaging window of the per-face scores of the default decoder, in 25 fps model frames (1 s)."""
 DEFAULT_THRESHOLD = DECODER_DEFAULTS[DEFAULT_DECODER]["threshold"]
-"""Score at and above which a face is labelled speaking, default decoder: calibrated z (against
-mismatched audio) less the competition term."""
+"""Score at and above which a face is labelled speaking, default decoder: a posterior of 0.5
+(more likely speaking than not)."""
 DEFAULT_COMPETITION = 0.5
 """``"threshold"`` decoder: share of the best other face's (positive) score taken off each face's
 score, frame by frame, when labelling is exclusive; 0 with ``exclusive=False`` (overlapping

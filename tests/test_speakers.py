@@ -52,6 +52,11 @@ def result() -> SpeakerResult:
     return detect_speakers(VIDEO, model=MODEL)
 
 
+@pytest.fixture(scope="module")
+def threshold_result() -> SpeakerResult:
+    return detect_speakers(VIDEO, model=MODEL, decoder="threshold")
+
+
 def _cut(out: Path, fps: float, seconds: float = 4.0) -> Path:
     """The first ``seconds`` of the example re-encoded at ``fps`` (frames picked by time), audio kept."""
     src = [(f.time, f.image) for f in iter_frames(VIDEO) if f.time < seconds]
@@ -227,7 +232,7 @@ def test_streamed_default_path_matches_the_crops_path(clip30, monkeypatch):
         np.testing.assert_array_equal(np.isfinite(s.scores), np.isfinite(k.scores))
         fin = np.isfinite(k.scores)
         assert fin.sum() > 100
-        np.testing.assert_allclose(s.scores[fin], k.scores[fin], atol=2e-3)  # scores of threshold 1.5
+        np.testing.assert_allclose(s.scores[fin], k.scores[fin], atol=2e-3)  # probabilities at threshold 0.5
         near = np.abs(k.scores - streamed.threshold) < 2e-3
         assert np.array_equal(s.speaking[~near], k.speaking[~near])
     assert [x.to_dict() for x in streamed.segments] == [x.to_dict() for x in kept.segments]
@@ -345,9 +350,21 @@ def test_competition_takes_a_share_of_the_best_other_face():
         assert max(fin, key=old.get) == max(fin, key=new.get)
 
 
-def test_default_scores_hold_the_competition_term(result):
-    """The example's scores are the calibrated z-scores less half the best other face's positive
-    z; the term is recorded in the result and its JSON."""
+def test_threshold_decoder_scores_hold_the_competition_term(threshold_result, labels):
+    """decoder="threshold": the example's scores are the calibrated z-scores less half the best
+    other face's positive z; the term is recorded in the result and its JSON; the labels agree
+    with the example's as well as the default decoder's must."""
+    result = threshold_result
+    assert result.decoder == "threshold" and result.threshold == 1.5 and result.smooth_frames == 50
+    scores, pred, truth = _match(result, labels["frames"])
+    one = truth.sum(1) == 1
+    assert float((np.argmax(scores[one], 1) == np.argmax(truth[one], 1)).mean()) >= 0.55
+    assert _ap(scores.reshape(-1), truth.reshape(-1)) >= 0.45 and (pred == truth).mean() >= 0.75
+    assert pred.sum(1).max() <= 1
+    from speakerid.render import _bar_range, annotate_frame
+
+    assert _bar_range(result.threshold, result.decoder) == (-2.0, 5.5)  # z-scores: below 0 to well above 1.5
+    assert annotate_frame(np.zeros((540, 960, 3), np.uint8), 100, result).any()
     assert result.competition == 0.5 and result.to_dict()["competition"] == 0.5
     assert SpeakerResult.from_dict(json.loads(json.dumps(result.to_dict()))).competition == 0.5
     z = result.diagnostics["calibrated"]
@@ -365,16 +382,17 @@ def test_default_scores_hold_the_competition_term(result):
     assert SpeakerResult.from_dict({"fps": 25, "num_frames": 0}).competition == 0.0  # files from before the term
 
 
-def test_hmm_decoder_gives_speaking_probabilities(result, labels):
-    """decoder="hmm": the scores are the turn model's posterior probability that each face speaks
-    (decoding.speaking_posteriors of the calibrated scores), labelled at 0.5, at most one face
-    at a time; the decoder is recorded in the result and its JSON."""
+def test_default_decoder_gives_speaking_probabilities(result):
+    """The default decoder ("hmm"): the scores are the turn model's posterior probability that
+    each face speaks (decoding.speaking_posteriors of the calibrated scores), labelled at 0.5, at
+    most one face at a time; the decoder is recorded in the result and its JSON."""
     from speakerid.decoding import speaking_posteriors
 
-    hmm = detect_speakers(VIDEO, model=MODEL, decoder="hmm")
+    hmm = result
     assert hmm.decoder == "hmm" and hmm.threshold == 0.5 and hmm.smooth_frames == 25 and hmm.competition == 0.0
     back = SpeakerResult.from_dict(json.loads(json.dumps(hmm.to_dict())))
-    assert back.decoder == "hmm" and result.decoder == "threshold"
+    assert back.decoder == "hmm"
+    assert SpeakerResult.from_dict({"fps": 25, "num_frames": 0}).decoder == "threshold"  # files from before it
     z = hmm.diagnostics["calibrated"]
     want = speaking_posteriors([t.frames for t in hmm.tracks], [z[t.id] for t in hmm.tracks], hmm.num_frames, hmm.fps)
     for t, w in zip(hmm.tracks, want, strict=True):
@@ -382,11 +400,6 @@ def test_hmm_decoder_gives_speaking_probabilities(result, labels):
         fin = np.isfinite(t.scores)
         assert ((t.scores[fin] >= 0) & (t.scores[fin] <= 1)).all()
         np.testing.assert_array_equal(t.speaking[fin] & (t.scores[fin] < 0.5), False)
-    scores, pred, truth = _match(hmm, labels["frames"])
-    one = truth.sum(1) == 1
-    assert float((np.argmax(scores[one], 1) == np.argmax(truth[one], 1)).mean()) >= 0.55
-    assert _ap(scores.reshape(-1), truth.reshape(-1)) >= 0.45 and (pred == truth).mean() >= 0.75
-    assert pred.sum(1).max() <= 1
     # the render's score bar spans 0–1 for probabilities: a face at p = 1 fills it to the top
     from speakerid.render import _bar_range, annotate_frame
 
