@@ -67,7 +67,7 @@ if TYPE_CHECKING:  # keep ``import speakerid.speakers`` free of torch until scor
     from .model import SyncNet
     from .progress import ProgressFn
 
-__all__ = ["detect_speakers", "score_faces", "label_tracks", "SpeakerResult", "SpeakerTrack", "Segment",
+__all__ = ["detect_speakers", "score_faces", "label_tracks", "decoder_settings", "SpeakerResult", "SpeakerTrack", "Segment",
            "DECODERS", "DEFAULT_DECODER", "DECODER_DEFAULTS", "DEFAULT_THRESHOLD", "DEFAULT_COMPETITION", "DEFAULT_SMOOTH_FRAMES", "DEFAULT_MAX_SHIFT_FRAMES", "DEFAULT_SEARCH_FRAMES"]
 
 DECODERS = ("hmm", "threshold")
@@ -310,6 +310,7 @@ def detect_speakers(video: str | os.PathLike, *, model: SyncNet | str | os.PathL
     from .progress import silent
 
     progress = progress or silent
+    decoder_settings(decoder, threshold, smooth_frames, competition, exclusive=exclusive)  # before the long passes
     info = probe(video)
     require_video(info)
     require_audio(info)  # fail before the expensive face pass
@@ -327,6 +328,27 @@ def detect_speakers(video: str | os.PathLike, *, model: SyncNet | str | os.PathL
                        max_shift_frames=max_shift_frames, search_frames=search_frames,
                        window_step=window_step, exclusive=exclusive, decoder=decoder, competition=competition,
                        progress=progress)
+
+
+def decoder_settings(decoder: str, threshold: float | None = None, smooth_frames: int | None = None,
+                     competition: float | None = None, *, exclusive: bool = True) -> tuple[float, int, float]:
+    """``(threshold, smooth_frames, competition)`` for ``decoder``, the decoder's defaults where
+    None; ValueError naming the problem for an unknown decoder or a competition it does not take."""
+    if decoder not in DECODERS:
+        raise ValueError(f"decoder must be one of {', '.join(DECODERS)}, got {decoder!r}")
+    defaults = DECODER_DEFAULTS[decoder]
+    threshold = float(defaults["threshold"] if threshold is None else threshold)
+    smooth_frames = max(1, int(defaults["smooth_frames"] if smooth_frames is None else smooth_frames))
+    if decoder == "hmm":
+        if competition:
+            raise ValueError("competition applies to the 'threshold' decoder; the 'hmm' decoder's faces "
+                             "compete through its states")
+        competition = 0.0
+    elif competition is None:
+        competition = DEFAULT_COMPETITION if exclusive else 0.0
+    if not 0.0 <= competition < 1.0:
+        raise ValueError(f"competition must be in [0, 1), got {competition}")
+    return threshold, smooth_frames, float(competition)
 
 
 def _box_sums(x: np.ndarray, length: int, lead: int) -> np.ndarray:
@@ -521,20 +543,8 @@ def score_faces(analysis: FaceAnalysis, audio: np.ndarray | Iterable[np.ndarray]
     from .progress import silent
 
     progress = progress or silent
-    if decoder not in DECODERS:
-        raise ValueError(f"decoder must be one of {', '.join(DECODERS)}, got {decoder!r}")
-    defaults = DECODER_DEFAULTS[decoder]
-    threshold = defaults["threshold"] if threshold is None else float(threshold)
-    smooth_frames = max(1, int(defaults["smooth_frames"] if smooth_frames is None else smooth_frames))
-    if decoder == "hmm":
-        if competition:
-            raise ValueError("competition applies to the 'threshold' decoder; the 'hmm' decoder's faces "
-                             "compete through its states")
-        competition = 0.0
-    elif competition is None:
-        competition = DEFAULT_COMPETITION if exclusive else 0.0
-    if not 0.0 <= competition < 1.0:
-        raise ValueError(f"competition must be in [0, 1), got {competition}")
+    threshold, smooth_frames, competition = decoder_settings(decoder, threshold, smooth_frames, competition,
+                                                             exclusive=exclusive)
     analysis.require_geometry(model.config.crop_geometry)
     tl = analysis.timeline
     info = analysis.info

@@ -410,6 +410,8 @@ def test_default_decoder_gives_speaking_probabilities(result):
         score_faces(None, np.zeros(16000, np.float32), None, decoder="hmm", competition=0.5)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="decoder"):
         score_faces(None, np.zeros(16000, np.float32), None, decoder="viterbi")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="competition"):  # before the faces pass, not after it
+        detect_speakers("no/such/video.mp4", competition=0.5)
 
 
 def test_crops_framed_otherwise_than_the_model_was_trained_on_are_refused(grid_analysis, grid_clip):
@@ -460,6 +462,9 @@ def test_cli_speakers_writes_all_formats(tmp_path, clip30, capsys):
     # refuses to write over its input, with a readable error
     assert main(["speakers", str(clip30), "--json", str(clip30)]) == 2
     assert "refusing to overwrite" in capsys.readouterr().err
+    # a setting the decoder does not take: named, before any work
+    assert main(["speakers", str(clip30), "--competition", "0.5"]) == 2
+    assert "competition applies to the 'threshold' decoder" in capsys.readouterr().err
 
 
 def test_cli_hmm_decoder_with_overlap(tmp_path, clip30):

@@ -53,6 +53,17 @@ def register(sub) -> None:
     p.set_defaults(func=_render)
 
 
+def _bad_settings(args) -> str | None:
+    """The scoring options' problem, if any, before any work starts."""
+    from ..speakers import decoder_settings
+
+    try:
+        decoder_settings(args.decoder, args.threshold, args.smooth, args.competition, exclusive=not args.overlap)
+    except ValueError as e:
+        return str(e)
+    return None
+
+
 def _detect(args):
     from ..speakers import detect_speakers
     from . import progress_for
@@ -75,6 +86,9 @@ def _speakers(args) -> int:
     from ..export import speaker_name
     from ..render import check_output
 
+    if (problem := _bad_settings(args)) is not None:
+        print(f"speakerid: error: {problem}", file=sys.stderr)
+        return 2
     for out in (args.json, args.csv, args.rttm):
         if out and out != "-":
             check_output(args.video, out)  # before the work, not after it
@@ -103,6 +117,9 @@ def _render(args) -> int:
     from ..render import check_output, render_speakers
     from . import progress_for
 
+    if (problem := _bad_settings(args)) is not None:
+        print(f"speakerid: error: {problem}", file=sys.stderr)
+        return 2
     check_output(args.video, args.output)
     result = _detect(args)
     if args.json:
