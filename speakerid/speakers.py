@@ -73,8 +73,8 @@ __all__ = ["detect_speakers", "score_faces", "label_tracks", "decoder_settings",
 DECODERS = ("hmm", "threshold")
 DEFAULT_DECODER = "hmm"
 """How scores become speaking labels: ``"hmm"`` (the posterior probability of a turn model; the
-default from session 12, better than the threshold rule on eight of ten benchmark sets in AP and
-in F1, docs/speakers.md) or ``"threshold"`` (calibrated z less the competition term, labelled above a
+default from session 12, better than the threshold rule on ten of twelve benchmark sets in AP
+and in F1, docs/speakers.md) or ``"threshold"`` (calibrated z less the competition term, labelled above a
 threshold; the default of sessions 5–11)."""
 DECODER_DEFAULTS = {"hmm": {"smooth_frames": 25, "threshold": 0.5},
                     "threshold": {"smooth_frames": 50, "threshold": 1.5}}
