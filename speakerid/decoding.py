@@ -68,33 +68,10 @@ def speaking_posteriors(frames: list[np.ndarray], scores: list[np.ndarray], num_
     if exclusive:
         post = _exclusive(frames, ratios, int(num_frames), p_switch)
     else:
-        post = [_two_state(r, p_switch) for r in ratios]
+        # each face alone is the same model with two states, "nobody" standing for "silent"
+        post = [_exclusive([np.arange(r.size)], [r], r.size, p_switch)[0] for r in ratios]
     return [np.where(np.isfinite(np.asarray(z, np.float64)), p, np.nan).astype(np.float32)
             for p, z in zip(post, scores, strict=True)]
-
-
-def _two_state(ratio: np.ndarray, p: float) -> np.ndarray:
-    """P(speaking) per frame of one face on its own: states silent / speaking, evidence
-    ``ratio`` (likelihood of speaking over silent), a change with probability ``p``."""
-    n = ratio.size
-    if n == 0:
-        return np.zeros(0)
-    e = np.stack([np.ones(n), ratio], 1)
-    t = np.array([[1 - p, p], [p, 1 - p]])
-    alpha = np.empty((n, 2))
-    a = np.array([0.5, 0.5]) * e[0]
-    alpha[0] = a / a.sum()
-    for f in range(1, n):
-        a = (alpha[f - 1] @ t) * e[f]
-        alpha[f] = a / a.sum()
-    beta = np.ones(2)
-    post = np.empty(n)
-    for f in range(n - 1, -1, -1):
-        g = alpha[f] * beta
-        post[f] = g[1] / g.sum()
-        beta = t @ (e[f] * beta)
-        beta /= beta.sum()
-    return post
 
 
 def _exclusive(frames: list[np.ndarray], ratios: list[np.ndarray], n: int, p: float) -> list[np.ndarray]:
