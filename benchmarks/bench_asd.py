@@ -41,11 +41,11 @@ from speakerid.faces import analyze_faces  # noqa: E402
 from speakerid.media import probe, read_audio, require_audio, require_video  # noqa: E402
 from speakerid.model import load_model  # noqa: E402
 from speakerid.speakers import (  # noqa: E402
-    DECODER_DEFAULTS,
     DECODERS,
     DEFAULT_DECODER,
     DEFAULT_MAX_SHIFT_FRAMES,
     SpeakerResult,
+    decoder_settings,
     score_faces,
 )
 
@@ -139,9 +139,9 @@ def main(argv=None) -> int:
     ap.add_argument("--out", help="write the figures as JSON here")
     ap.add_argument("--faces-cache", type=Path, help="keep each video's face analysis and audio here, reuse them later")
     a = ap.parse_args(argv)
-    for key, attr in (("smooth_frames", "smooth"), ("threshold", "threshold")):
-        if getattr(a, attr) is None:
-            setattr(a, attr, DECODER_DEFAULTS[a.decoder][key])
+    # the decoder's defaults where not given, resolved (and checked) as the library does
+    a.threshold, a.smooth, _ = decoder_settings(a.decoder, a.threshold, a.smooth, a.competition,
+                                                exclusive=not a.overlap)
 
     import torch
 
