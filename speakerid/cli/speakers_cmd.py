@@ -53,15 +53,16 @@ def register(sub) -> None:
     p.set_defaults(func=_render)
 
 
-def _bad_settings(args) -> str | None:
-    """The scoring options' problem, if any, before any work starts."""
+def _check_settings(args) -> None:
+    """Name a scoring option the decoder does not take before any work starts (as a
+    SpeakerIdError, which ``main`` prints and exits 2 on)."""
+    from ..errors import SpeakerIdError
     from ..speakers import decoder_settings
 
     try:
         decoder_settings(args.decoder, args.threshold, args.smooth, args.competition, exclusive=not args.overlap)
     except ValueError as e:
-        return str(e)
-    return None
+        raise SpeakerIdError(str(e)) from e
 
 
 def _detect(args):
@@ -86,9 +87,7 @@ def _speakers(args) -> int:
     from ..export import speaker_name
     from ..render import check_output
 
-    if (problem := _bad_settings(args)) is not None:
-        print(f"speakerid: error: {problem}", file=sys.stderr)
-        return 2
+    _check_settings(args)
     for out in (args.json, args.csv, args.rttm):
         if out and out != "-":
             check_output(args.video, out)  # before the work, not after it
@@ -117,9 +116,7 @@ def _render(args) -> int:
     from ..render import check_output, render_speakers
     from . import progress_for
 
-    if (problem := _bad_settings(args)) is not None:
-        print(f"speakerid: error: {problem}", file=sys.stderr)
-        return 2
+    _check_settings(args)
     check_output(args.video, args.output)
     result = _detect(args)
     if args.json:
