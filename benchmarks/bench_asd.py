@@ -151,7 +151,8 @@ def main(argv=None) -> int:
     model = load_model(a.model, device="cpu")
     fp = getattr(model, "fingerprint", "")
     print(f"bench {bench} ({len(names)} items), model {a.model or 'packaged'} fingerprint {fp}, "
-          f"torch threads {torch.get_num_threads()}, decoder {a.decoder}, smooth {a.smooth}, threshold {a.threshold}, max shift {a.max_shift}, "
+          f"torch threads {torch.get_num_threads()}, decoder {a.decoder}, smooth {a.smooth}, threshold {a.threshold}, "
+          f"max shift {a.max_shift}, "
           f"competition {'default' if a.competition is None else a.competition}")
 
     kept = []
@@ -229,8 +230,8 @@ def main(argv=None) -> int:
                           flush=True)
     if a.out:
         out = {"bench": str(bench), "model": a.model or "packaged", "fingerprint": fp,
-               "settings": {"decoder": a.decoder, "exclusive": not a.overlap, "competition": competition, "smooth": a.smooth,
-                            "threshold": a.threshold, "max_shift": a.max_shift,
+               "settings": {"decoder": a.decoder, "exclusive": not a.overlap, "competition": competition,
+                            "smooth": a.smooth, "threshold": a.threshold, "max_shift": a.max_shift,
                             "window_step": a.window_step, "detect_every": a.detect_every},
                "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
                "total": {**tot, "speed_x": speed, "video_s": t_video, "processing_s": t_proc},

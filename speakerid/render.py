@@ -58,7 +58,8 @@ def annotate_frame(image: np.ndarray, frame: int, result: SpeakerResult, *, time
         p1 = (int(round(x)), int(round(y)))
         p2 = (int(round(x + w)), int(round(y + h)))
         cv2.rectangle(img, p1, p2, color, thick * (2 if sp else 1), cv2.LINE_AA)
-        label = f"#{t.id} " + ((f"{s:.2f}" if result.decoder == "hmm" else f"{s:+.1f}") if math.isfinite(s) else "n/a") + (" speaking" if sp else "")
+        value = "n/a" if not math.isfinite(s) else f"{s:.2f}" if result.decoder == "hmm" else f"{s:+.1f}"
+        label = f"#{t.id} {value}" + (" speaking" if sp else "")
         (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.5 * scale * 1.4, thick)
         # the label's backing sits clear of the box's own (thick) edge, above it or else below it
         edge = thick * (2 if sp else 1) + 1

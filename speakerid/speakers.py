@@ -67,15 +67,16 @@ if TYPE_CHECKING:  # keep ``import speakerid.speakers`` free of torch until scor
     from .model import SyncNet
     from .progress import ProgressFn
 
-__all__ = ["detect_speakers", "score_faces", "label_tracks", "decoder_settings", "SpeakerResult", "SpeakerTrack", "Segment",
-           "DECODERS", "DEFAULT_DECODER", "DECODER_DEFAULTS", "DEFAULT_THRESHOLD", "DEFAULT_COMPETITION", "DEFAULT_SMOOTH_FRAMES", "DEFAULT_MAX_SHIFT_FRAMES", "DEFAULT_SEARCH_FRAMES"]
+__all__ = ["detect_speakers", "score_faces", "label_tracks", "decoder_settings", "SpeakerResult", "SpeakerTrack",
+           "Segment", "DECODERS", "DEFAULT_DECODER", "DECODER_DEFAULTS", "DEFAULT_THRESHOLD", "DEFAULT_COMPETITION",
+           "DEFAULT_SMOOTH_FRAMES", "DEFAULT_MAX_SHIFT_FRAMES", "DEFAULT_SEARCH_FRAMES"]
 
 DECODERS = ("hmm", "threshold")
 DEFAULT_DECODER = "hmm"
 """How scores become speaking labels: ``"hmm"`` (the posterior probability of a turn model; the
 default from session 12, better than the threshold rule on ten of twelve benchmark sets in AP
-and in F1, docs/speakers.md) or ``"threshold"`` (calibrated z less the competition term, labelled above a
-threshold; the default of sessions 5–11)."""
+and in F1, docs/speakers.md) or ``"threshold"`` (calibrated z less the competition term,
+labelled above a threshold; the default of sessions 5–11)."""
 DECODER_DEFAULTS = {"hmm": {"smooth_frames": 25, "threshold": 0.5},
                     "threshold": {"smooth_frames": 50, "threshold": 1.5}}
 """Smoothing window (25 fps model frames, triangle-weighted) and label threshold of each decoder,
@@ -300,7 +301,8 @@ def detect_speakers(video: str | os.PathLike, *, model: SyncNet | str | os.PathL
     track's audio offset may differ from the video's (40 ms frames). ``window_step``: score every
     k-th window (faster, coarser). ``exclusive``: at most one face speaking per frame.
     ``competition``: ``"threshold"`` decoder only, share of the best other face's positive score
-    taken off each face's score (None: 0.5 when exclusive, 0 otherwise). ``detect_every`` / ``detect_width``: face detector cadence and input width.
+    taken off each face's score (None: 0.5 when exclusive, 0 otherwise). ``detect_every`` /
+    ``detect_width``: face detector cadence and input width.
 
     Raises :class:`~speakerid.errors.NoAudioStreamError` for a video without sound; a video
     without faces gives a result with no tracks.
@@ -534,7 +536,8 @@ def score_faces(analysis: FaceAnalysis, audio: np.ndarray | Iterable[np.ndarray]
                 threshold: float | None = None, smooth_frames: int | None = None,
                 max_shift_frames: int = DEFAULT_MAX_SHIFT_FRAMES, search_frames: int = DEFAULT_SEARCH_FRAMES,
                 window_step: int = 1, audio_norm: bool = True, exclusive: bool = True,
-                decoder: str = DEFAULT_DECODER, competition: float | None = None, progress: ProgressFn | None = None) -> SpeakerResult:
+                decoder: str = DEFAULT_DECODER, competition: float | None = None,
+                progress: ProgressFn | None = None) -> SpeakerResult:
     """Score the face tracks of ``analysis`` (with mouth crops, or with window embeddings
     streamed by ``analyze_faces(embed=VideoWindowEmbedder(model))``) against ``audio`` (16 kHz
     mono, sample 0 = first video frame: one array, or consecutive pieces such as
