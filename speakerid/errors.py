@@ -61,3 +61,20 @@ class OutputExistsError(SpeakerIdError, FileExistsError):
 
 class ModelWeightsError(SpeakerIdError):
     """The model weights are missing, damaged, or of another architecture."""
+
+
+class OutputNotWritableError(SpeakerIdError):
+    """The output cannot be written there: a read-only or missing folder, a full disk."""
+
+
+class OutputVerificationError(SpeakerIdError):
+    """A written file failed its check (frames that do not decode, a wrong length, audio that
+    does not cover the video, a residual offset): it was removed, not left at the target."""
+
+
+class InvalidSettingError(SpeakerIdError, ValueError):
+    """An option's value is outside what the computation takes (named in the message)."""
+
+
+class SyncDriftError(NoSyncEvidenceError):
+    """The offset changes along the video (segments disagree): one constant shift cannot repair it."""

@@ -192,3 +192,14 @@ def shift_to_ms(shift_cols: int | float) -> float:
 def ms_to_shift(offset_ms: float) -> int:
     """Offset in ms → nearest audio shift in MFCC columns."""
     return int(round(float(offset_ms) / MS_PER_COL))
+
+
+MIN_SPAN_S = 0.4
+"""Beyond the search range and one window, this much more video is needed, so that every shift
+in the range is seen by at least ~10 windows."""
+
+
+def min_duration_s(search_ms: float) -> float:
+    """Shortest clip (video with audio) whose offset can be searched within ±``search_ms``:
+    the measurement of sync and the scoring of speakers both need it."""
+    return search_ms / 1000.0 + WINDOW_FRAMES / VIDEO_FPS + MIN_SPAN_S

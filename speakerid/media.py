@@ -17,8 +17,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -32,11 +31,12 @@ from .errors import (
     NoAudioStreamError,
     NoVideoStreamError,
     NotAMediaFileError,
-    OutputExistsError,
+    SpeakerIdError,
     UnsupportedCodecError,
     UnsupportedFrameRateError,
 )
 from .features import SAMPLE_RATE, VIDEO_FPS
+from .outputs import atomic_output, check_output_path  # noqa: F401  (re-exported: writers import them from here)
 
 PathLike = str | os.PathLike
 
@@ -508,47 +508,67 @@ class Timeline:
         return np.asarray(values)[self.source_to_model(np.arange(self.num_source_frames))]
 
 
-def _tmp_beside(target: Path) -> Path:
-    fd, name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".partial{target.suffix}", dir=target.parent)
-    os.close(fd)
-    # mkstemp makes the file private (0600); an output should get the usual permissions
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(name, 0o666 & ~umask)
-    return Path(name)
+@dataclass(frozen=True)
+class WrittenMedia:
+    """What :func:`verify_written` found in a file: every frame decoded, and the audio's extent
+    (seconds from the first video frame)."""
+
+    video_frames: int
+    video_end_s: float
+    audio_start_s: float
+    audio_end_s: float
 
 
-def check_output_path(target: PathLike, *, protect: Iterable[PathLike] = (), overwrite: bool = True) -> None:
-    """Raise :class:`OutputExistsError` if writing ``target`` would replace one of ``protect``
-    (the inputs: by path, or the same file through a link) or, unless ``overwrite``, any existing
-    file. Commands call it before their work, so a bad ``-o`` fails at once."""
-    target = Path(target)
-    for q in protect:
-        if Path(q).exists() and target.exists() and os.path.samefile(q, target):
-            raise OutputExistsError(f"{target}: refusing to overwrite the input file")
-        if Path(q).resolve() == target.resolve():
-            raise OutputExistsError(f"{target}: refusing to overwrite the input file")
-    if target.exists() and not overwrite:
-        raise OutputExistsError(f"{target}: exists (pass overwrite=True / --force to replace it)")
+def verify_written(path: PathLike, *, expect_frames: int, expect_end_s: float, name: PathLike | None = None,
+                   frame_slack: int = 1, audio_slack_s: float = 0.1) -> WrittenMedia:
+    """Decode every video frame and the whole audio of a just-written file and check it against
+    its source: the same number of frames (± ``frame_slack``), the last frame at the source's
+    time (± one frame), and audio from the first frame to the last (± ``audio_slack_s``).
+    Raises :class:`~speakerid.errors.OutputVerificationError` naming ``name`` (the target the
+    file is for) and what is wrong."""
+    import av
 
+    from .errors import OutputVerificationError
 
-@contextlib.contextmanager
-def atomic_output(target: PathLike, *, protect: Iterable[PathLike] = (), overwrite: bool = True):
-    """Yield a temporary path beside ``target``; on success rename it onto ``target``.
-
-    Refuses to write over any path in ``protect`` (the inputs), and over an existing
-    ``target`` when ``overwrite`` is false. On error the partial file is removed.
-    """
-    target = Path(target)
-    check_output_path(target, protect=protect, overwrite=overwrite)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_beside(target)
+    p = Path(path)
+    label = name if name is not None else p
+    n, t0, t_last = 0, None, 0.0
     try:
-        yield tmp
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+        with _open(p) as c:
+            if not c.streams.video:
+                raise OutputVerificationError(f"{label}: the written file has no video stream")
+            vs = c.streams.video[0]
+            vs.thread_type = "AUTO"
+            for f in c.decode(vs):
+                t = float(f.time) if f.time is not None else n / float(vs.average_rate or VIDEO_FPS)
+                t0 = t if t0 is None else t0
+                t_last = t - t0
+                n += 1
+    except (av.error.FFmpegError, CorruptMediaError, EmptyMediaError) as e:
+        raise OutputVerificationError(f"{label}: the written file does not decode ({e})") from e
+    if n == 0:
+        raise OutputVerificationError(f"{label}: the written file holds no decodable video frame")
+    if abs(n - expect_frames) > frame_slack:
+        raise OutputVerificationError(f"{label}: the written file decodes to {n} video frames; "
+                                      f"the source has {expect_frames}")
+    frame_s = t_last / max(1, n - 1)
+    if abs(t_last - expect_end_s) > max(frame_s, 0.001) + 1e-3:
+        raise OutputVerificationError(f"{label}: the written file's last frame is at {t_last:.3f} s; "
+                                      f"the source's is at {expect_end_s:.3f} s")
+    meta: dict = {}
+    got = 0
+    try:
+        for x in _stream_audio(p, meta, rate=SAMPLE_RATE, mono=True, video_start_s=None):
+            got += x.shape[1]
+    except (av.error.FFmpegError, CorruptMediaError, NoAudioStreamError) as e:
+        raise OutputVerificationError(f"{label}: the written file's audio does not decode ({e})") from e
+    a0 = meta.get("audio_start_s", 0.0) - meta.get("video_start_s", 0.0)
+    a1 = a0 + got / SAMPLE_RATE
+    video_end = t_last + frame_s
+    if got == 0 or a0 > audio_slack_s or a1 < video_end - audio_slack_s:
+        raise OutputVerificationError(f"{label}: the written file's audio covers {a0:.2f}–{a1:.2f} s of "
+                                      f"its 0–{video_end:.2f} s of video")
+    return WrittenMedia(video_frames=n, video_end_s=t_last, audio_start_s=a0, audio_end_s=a1)
 
 
 def _fps_fraction(fps: float) -> Fraction:
@@ -767,13 +787,14 @@ def _format_for(target: Path) -> str | None:
 
 
 def remux_with_audio(src: PathLike, target: PathLike, audio: NativeAudio | NativeAudioStream, *,
-                     protect: Iterable[PathLike] = (),
-                     overwrite: bool = True) -> bool:
+                     protect: Iterable[PathLike] = (), overwrite: bool = True,
+                     verify: Callable[[Path, bool], None] | None = None) -> bool:
     """Write ``target``: ``src``'s video stream and ``audio`` (re-encoded), atomically.
 
     The video packets are copied as they are (no re-encode) when the output container accepts
     the codec; otherwise the video is re-encoded with H.264. Audio sample 0 is placed at the
-    first video frame's time. Returns True when the video was copied.
+    first video frame's time. ``verify(tmp, copied)`` is called on the complete file before it
+    is renamed into place: an exception there removes it. Returns True when the video was copied.
     """
     import av
 
@@ -781,17 +802,23 @@ def remux_with_audio(src: PathLike, target: PathLike, audio: NativeAudio | Nativ
     target = Path(target)
     fmt = _format_for(target)
     protect = [src_p, *protect]
+    need = src_p.stat().st_size
+
+    def write(copy_video: bool) -> None:
+        with atomic_output(target, protect=protect, overwrite=overwrite, need_bytes=need) as tmp:
+            _remux(src_p, tmp, fmt, target, audio, copy_video=copy_video)
+            if verify is not None:
+                verify(tmp, copy_video)
+
     try:
-        with atomic_output(target, protect=protect, overwrite=overwrite) as tmp:
-            _remux(src_p, tmp, fmt, target, audio, copy_video=True)
+        write(True)
         return True
     except (av.error.FFmpegError, ValueError) as e:
+        if isinstance(e, SpeakerIdError):
+            raise
         copy_error = e
-    if target.exists() and not overwrite:
-        raise OutputExistsError(f"{target}: exists")
     try:
-        with atomic_output(target, protect=protect, overwrite=overwrite) as tmp:
-            _remux(src_p, tmp, fmt, target, audio, copy_video=False)
+        write(False)
     except av.error.FFmpegError as e:
         raise UnsupportedCodecError(f"{target}: cannot write this container "
                                     f"(copy failed: {copy_error}; re-encode failed: {e})") from e
@@ -827,8 +854,8 @@ def _remux(src: Path, tmp: Path, fmt: str | None, target: Path, audio: NativeAud
             audio_out = _Interleaver(out, _audio_packets(oas, audio, rate, layout))
             if copy_video:
                 for pkt in inp.demux(ivs):
-                    if pkt.dts is None:  # the demuxer's flush packet
-                        continue
+                    if pkt.size == 0:  # the demuxer's flush packet (a real packet may lack a DTS:
+                        continue      # Matroska gives none to the first frames; the muxer derives it)
                     audio_out.until(_packet_time(pkt))
                     pkt.stream = ovs
                     out.mux(pkt)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import weakref
 from collections.abc import Iterator
 
 import numpy as np
@@ -34,6 +35,10 @@ class RowStore:
         self.dtype = np.dtype(dtype)
         self.row_bytes = int(np.prod(self.row_shape, dtype=np.int64)) * self.dtype.itemsize
         self._f = tempfile.TemporaryFile(prefix="speakerid-rows-", dir=dir)
+        # the file lives as long as the store: closed when the store is collected, without the
+        # ResourceWarning an unclosed file gives (results hold views of it, so there is no
+        # single point where a caller could close it)
+        self._finalizer = weakref.finalize(self, self._f.close)
         self._n = 0
 
     def __len__(self) -> int:
@@ -94,7 +99,7 @@ class RowStore:
         return StoredRows(self, np.arange(self._n, dtype=np.int64) if rows is None else rows)
 
     def close(self) -> None:
-        self._f.close()
+        self._finalizer()
 
 
 class StoredRows:

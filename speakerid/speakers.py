@@ -59,7 +59,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .decoding import speaking_posteriors
-from .features import COLS_PER_FRAME, MS_PER_COL, WINDOW_COLS, WINDOW_FRAMES, iter_mfcc
+from .errors import TooShortError
+from .features import COLS_PER_FRAME, MS_PER_COL, VIDEO_FPS, WINDOW_COLS, WINDOW_FRAMES, iter_mfcc, min_duration_s
 from .rowstore import RowStore, StoredRows
 
 if TYPE_CHECKING:  # keep ``import speakerid.speakers`` free of torch until scoring runs
@@ -102,6 +103,10 @@ OWN_OFFSET_MS = 200
 """A track whose own evidence clearly peaks may take any shift within ±this (ms), beyond the
 band around the video's offset: sources with offsets of their own (an edit of several
 recordings, a composite) put one face 80–120 ms away from the others."""
+DRIFT_SEGMENT_S = 10.0
+"""Stretch over which the video's offset is measured again to notice drift (as ``sync`` does)."""
+DRIFT_TOLERANCE_MS = 80.0
+"""Segment offsets further apart than this (two video frames) are reported as drift."""
 OWN_OFFSET_Z = 4.0
 """How clear that peak must be: its height above the median of the track's profile at shifts
 beyond ±2·``OWN_OFFSET_MS``, in standard deviations of those far values; and it must stand at
@@ -195,6 +200,9 @@ class SpeakerResult:
     """Fingerprint of the SyncNet weights that produced the scores."""
     frame_times: np.ndarray | None = field(default=None, repr=False, compare=False)
     """Time (s from the first frame) of every source frame, when known (variable frame rate)."""
+    warnings: list[str] = field(default_factory=list)
+    """What may make this result wrong, in words (e.g. an audio offset that drifts along the
+    video, which one offset per face cannot follow)."""
     diagnostics: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
     """Extra arrays for exploration (shift grid, offset profiles, raw window scores); not exported."""
 
@@ -249,6 +257,7 @@ class SpeakerResult:
             "decoder": self.decoder,
             "offset_ms": None if self.offset_ms is None else float(self.offset_ms),
             "model": self.model,
+            "warnings": list(self.warnings),
             "tracks": [t.to_dict() for t in self.tracks],
             "segments": [s.to_dict() for s in self.segments],
         }
@@ -263,7 +272,7 @@ class SpeakerResult:
                    exclusive=bool(d.get("exclusive", True)),
                    competition=float(d.get("competition", 0.0)),  # files from before the term: none
                    decoder=str(d.get("decoder", "threshold")),  # files from before session 12: z-scores
-                   model=d.get("model", ""))
+                   model=d.get("model", ""), warnings=list(d.get("warnings", [])))
 
     def to_json(self, path: str | os.PathLike, **kw) -> Path:
         from .export import write_json
@@ -316,6 +325,10 @@ def detect_speakers(video: str | os.PathLike, *, model: SyncNet | str | os.PathL
     info = probe(video)
     require_video(info)
     require_audio(info)  # fail before the expensive face pass
+    need = min_duration_s(search_frames * 1000.0 / VIDEO_FPS)
+    if min(info.duration_s or 0.0, info.duration_s or 0.0) + 0.05 < need:
+        raise TooShortError(f"{video}: {info.duration_s:.2f} s long; scoring faces against audio shifted within "
+                            f"±{search_frames * 1000.0 / VIDEO_FPS:.0f} ms needs at least {need:.2f} s")
     from .model import VideoWindowEmbedder, resolve_model
 
     net = resolve_model(model, device=device)
@@ -484,6 +497,30 @@ def _window_profiles(starts: np.ndarray, v, audio_emb, hub: np.ndarray | None, n
     return _TrackScores(starts=starts, conf=conf, weight=weight, profile=profile)
 
 
+def _segment_offsets(scored: list[_TrackScores], shifts: np.ndarray, segment_frames: int) -> list[float | None]:
+    """The video's offset (ms) in each ``segment_frames``-long stretch, from the same weighted
+    profiles as the whole video's, or None where the stretch's peak is not clear (under
+    ``OWN_OFFSET_Z`` deviations above its far shifts' median)."""
+    # a tail under half a segment joins the segment before it
+    n_seg = max(1, int(round(max(int(s.starts.max()) for s in scored if s.starts.size) / segment_frames)))
+    prof = np.zeros((n_seg, shifts.size))
+    for s in scored:
+        for i0, c in _blocks(s.conf):
+            rows = np.asarray(c, np.float64)
+            g = np.minimum(s.starts[i0:i0 + rows.shape[0]] // segment_frames, n_seg - 1)
+            w = s.weight[i0:i0 + rows.shape[0], None]
+            np.add.at(prof, g, np.nan_to_num(rows * w))
+    ms = shifts * MS_PER_COL
+    far = np.abs(ms) > 2 * OWN_OFFSET_MS
+    out: list[float | None] = []
+    for p in prof:
+        j = int(np.argmax(p))
+        sd = float(np.std(p[far])) if far.sum() >= 10 else 0.0
+        clear = sd > 0 and (p[j] - float(np.median(p[far]))) / sd >= OWN_OFFSET_Z
+        out.append(float(ms[j]) if clear else None)
+    return out
+
+
 def _track_shift(profile: np.ndarray, shifts: np.ndarray, near: np.ndarray) -> int:
     """Index of the shift a track is scored at: its profile's peak among the ``near`` shifts, or
     its peak within ±``OWN_OFFSET_MS`` where that one stands ``OWN_OFFSET_Z`` standard deviations
@@ -574,6 +611,11 @@ def score_faces(analysis: FaceAnalysis, audio: np.ndarray | Iterable[np.ndarray]
     audio_emb, n_cols = emb.stored_sequence(iter_mfcc(pieces), step=SHIFT_STEP_COLS, dtype=np.float16,
                                             chunk=BLOCK_ROWS)
     del pieces
+    need = min_duration_s(search_frames * 1000.0 / VIDEO_FPS)
+    have = min(tl.num_model_frames / VIDEO_FPS, n_cols / 100.0)
+    if have + 1e-6 < need:
+        raise TooShortError(f"{info.path}: {have:.2f} s of video with audio; scoring faces against audio "
+                            f"shifted within ±{search_frames * 1000.0 / VIDEO_FPS:.0f} ms needs at least {need:.2f} s")
     per_track: dict[int, _TrackScores | None] = {}
     if n_cols >= WINDOW_COLS:
         vid: dict[int, tuple[np.ndarray, Any]] = {}
@@ -601,6 +643,14 @@ def score_faces(analysis: FaceAnalysis, audio: np.ndarray | Iterable[np.ndarray]
     g = int(np.argmax(total))
     result.offset_ms = float(shifts[g] * MS_PER_COL)
     diag["global_profile"] = total
+    seg_offsets = _segment_offsets(list(scored.values()), shifts, int(round(DRIFT_SEGMENT_S * VIDEO_FPS)))
+    diag["segment_offsets_ms"] = seg_offsets
+    clear = [o for o in seg_offsets if o is not None]
+    if len(clear) > 1 and max(clear) - min(clear) > DRIFT_TOLERANCE_MS:
+        result.warnings.append(
+            f"the audio offset drifts along the video ({', '.join('—' if o is None else f'{o:+.0f}' for o in seg_offsets)}"
+            f" ms in {DRIFT_SEGMENT_S:.0f} s segments): scores assume one offset per face, so they are unreliable "
+            "where the offset is far from " + f"{result.offset_ms:+.0f} ms; measure it with `speakerid sync`")
 
     # 3. each track's own shift near the video's, its per-frame (model timeline) raw score
     # ... or near zero: with weak evidence (few, short or quiet speech turns) the video's peak

@@ -46,7 +46,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import NoFaceError, NoSyncEvidenceError, TooShortError
+from .errors import (InvalidSettingError, NoFaceError, NoSyncEvidenceError, OutputVerificationError, SyncDriftError,
+                     TooShortError)
 from .features import (
     COLS_PER_FRAME,
     MS_PER_COL,
@@ -54,8 +55,10 @@ from .features import (
     WINDOW_COLS,
     WINDOW_FRAMES,
     compute_mfcc,
+    min_duration_s,
 )
 from .progress import ProgressFn, silent
+from .smoothing import centred_mean
 
 PathLike = str | os.PathLike
 
@@ -63,9 +66,6 @@ DEFAULT_SEARCH_MS = 1000
 """Offsets are searched within ±this many ms."""
 STEP_MS = MS_PER_COL
 """Finest shift step: one MFCC column (10 ms)."""
-MIN_SPAN_S = 0.4
-"""Beyond the search range and one window, this much more video is needed, so that every shift
-in the range is seen by at least ~10 windows."""
 DEFAULT_SEGMENT_S = 10.0
 DRIFT_TOLERANCE_MS = 80.0
 """Segments whose offsets differ by more than this (two video frames) flag drift."""
@@ -294,11 +294,6 @@ class RepairResult:
 
 # --------------------------------------------------------------------------------------------
 # the computation
-
-
-def min_duration_s(search_ms: float = DEFAULT_SEARCH_MS) -> float:
-    """Shortest clip (video with audio) :func:`measure_sync` accepts for a ±``search_ms`` search."""
-    return search_ms / 1000.0 + WINDOW_FRAMES / VIDEO_FPS + MIN_SPAN_S
 
 
 @dataclass
@@ -625,13 +620,9 @@ def _speaker_windows(per_track, num_frames: int, smooth_windows: int) -> list[np
         return [np.ones(per_track[0][0].starts.size, bool)]
     n_t = len(per_track)
     sm = np.full((n_t, num_frames + 1), -np.inf)
-    kernel = np.ones(max(1, smooth_windows))
     for j, (tw, c, _agg) in enumerate(per_track):
-        conf = _window_stats(c)[1]
         # moving average over the track's own windows (consecutive model frames within a track)
-        num = np.convolve(conf, kernel, mode="same")
-        den = np.convolve(np.ones_like(conf), kernel, mode="same")
-        sm[j, np.clip(tw.starts, 0, num_frames)] = num / den
+        sm[j, np.clip(tw.starts, 0, num_frames)] = centred_mean(_window_stats(c)[1], smooth_windows)
     owner = np.argmax(sm, axis=0)
     return [owner[np.clip(tw.starts, 0, num_frames)] == j for j, (tw, _c, _a) in enumerate(per_track)]
 
@@ -754,21 +745,27 @@ def _measure(prep: _Prepared, audio: np.ndarray | _Audio, *, search_ms: float, s
 
     main_track = int(per_track[best][0].track.id)
     used_ids = [int(per_track[j][0].track.id) for j in chosen]
-    if agg.offset_ms is None or agg.confidence < min_confidence:
-        r = none_result("low_confidence",
-                        f"no clear lip-sync evidence (confidence {agg.confidence:.3f} < {min_confidence:.3f}): "
-                        "no speech from a visible face, or the face is not the one speaking",
-                        tracks=track_rows, windows=windows, curves=curves, curve=agg.curve,
-                        confidence=agg.confidence, candidate=agg.offset_ms, track_id=main_track)
-        r.track_ids = used_ids
-        r.segments = segments
-        r.timings = timings
-        return r
-    msg = f"measured on {starts.size} windows of face track(s) {', '.join(map(str, used_ids))}"
-    return SyncResult(status="ok", message=msg, offset_ms=float(agg.offset_ms), confidence=float(agg.confidence),
-                      candidate_ms=float(agg.offset_ms), track_id=main_track, track_ids=used_ids, tracks=track_rows,
-                      curve=agg.curve, windows=windows, window_curves=curves, segments=segments,
-                      drift=drift_range > drift_tolerance_ms, drift_range_ms=drift_range, timings=timings, **base)
+    confident = agg.offset_ms is not None and agg.confidence >= min_confidence
+    drift = drift_range > drift_tolerance_ms
+    if drift:
+        # segments that each hold clear evidence but disagree: the offset changes along the video,
+        # whatever the whole file's aggregate (which such a spread flattens) says
+        per_seg = "; ".join(f"{sg.start_s:.0f}–{sg.end_s:.0f} s: "
+                            + ("—" if sg.offset_ms is None else f"{sg.offset_ms:+.0f} ms") for sg in segments)
+        status = "drift"
+        msg = (f"the offset drifts: segments differ by {drift_range:.0f} ms ({per_seg}); no single offset fits "
+               "the whole video")
+    elif confident:
+        status = "ok"
+        msg = f"measured on {starts.size} windows of face track(s) {', '.join(map(str, used_ids))}"
+    else:
+        status = "low_confidence"
+        msg = (f"no clear lip-sync evidence (confidence {agg.confidence:.3f} < {min_confidence:.3f}): "
+               "no speech from a visible face, or the face is not the one speaking")
+    return SyncResult(status=status, message=msg, offset_ms=float(agg.offset_ms) if confident else None,
+                      confidence=float(agg.confidence), candidate_ms=agg.offset_ms, track_id=main_track,
+                      track_ids=used_ids, tracks=track_rows, curve=agg.curve, windows=windows, window_curves=curves,
+                      segments=segments, drift=drift, drift_range_ms=drift_range, timings=timings, **base)
 
 
 def measure_sync(video: PathLike, *, search_ms: float = DEFAULT_SEARCH_MS, step_ms: float = STEP_MS,
@@ -851,19 +848,15 @@ def repair_sync(video: PathLike, out: PathLike, offset_ms: float | None = None, 
 
     Raises NoFaceError / NoSyncEvidenceError when no offset is given and none can be measured.
     """
-    from .media import probe, remux_with_audio, require_audio, require_video, stream_audio_native
-
-    from .errors import OutputExistsError
+    from .media import (check_output_path, probe, read_frame_times, remux_with_audio, require_audio, require_video,
+                        stream_audio_native, verify_written)
 
     progress = progress or silent
     info = probe(video)
     require_video(info)
     require_audio(info)
     # refuse before the (slow) measurement, not after it; the atomic write checks again
-    if Path(out).exists() and (os.path.samefile(out, video) or Path(out).resolve() == Path(video).resolve()):
-        raise OutputExistsError(f"{out}: refusing to overwrite the input file")
-    if Path(out).exists() and not overwrite:
-        raise OutputExistsError(f"{out}: exists (pass overwrite=True / --force to replace it)")
+    check_output_path(out, protect=[video], overwrite=overwrite, need_bytes=Path(video).stat().st_size)
     m = None
     measured = None
     prep = None
@@ -882,6 +875,9 @@ def repair_sync(video: PathLike, out: PathLike, offset_ms: float | None = None, 
                             min_confidence=measure_kw.pop("min_confidence", MIN_CLIP_CONFIDENCE),
                             track=measure_kw.pop("track", None), refine=True, video_name=str(video),
                             t_audio=audio.seconds, progress=progress)
+        if measured.drift:
+            raise SyncDriftError(f"{video}: cannot repair with one shift: {measured.message} "
+                                 "(pass an offset to apply one anyway)")
         if measured.offset_ms is None:
             if measured.status == "no_face":
                 raise NoFaceError(f"{video}: cannot repair: {measured.message}")
@@ -889,17 +885,22 @@ def repair_sync(video: PathLike, out: PathLike, offset_ms: float | None = None, 
         offset_ms = measured.offset_ms
     if measure_kw:
         raise TypeError(f"unexpected arguments: {', '.join(measure_kw)}")
-    # the audio is decoded, shifted and encoded a piece at a time while the output is written
-    shifted = stream_audio_native(video, float(offset_ms))
-    copied = remux_with_audio(video, out, shifted, protect=[video], overwrite=overwrite)
+    source_times = prep.analysis.timeline.source_times if prep is not None else read_frame_times(video)
     residual = None
-    if remeasure:
+
+    def verify(tmp: Path, copied: bool) -> None:
+        """The written file itself, before it is renamed into place: every frame decodes, its
+        length and audio match the input, and (measured again) no offset is left."""
+        nonlocal residual
+        progress("verify", 0, 1)
+        verify_written(tmp, expect_frames=int(source_times.size), expect_end_s=float(source_times[-1]), name=out)
+        progress("verify", 1, 1)
+        if not remeasure:
+            return
         progress("re-measure", 0, 1)
-        audio_out = _stream_audio(out, m)
-        if copied and prep is not None:
-            prep_out = replace(prep, video=str(out))
-        else:
-            prep_out = _prepare_video(out, m, progress=progress)
+        audio_out = _stream_audio(tmp, m)
+        prep_out = replace(prep, video=str(tmp)) if copied and prep is not None else _prepare_video(tmp, m,
+                                                                                                    progress=progress)
         try:
             residual = _measure(prep_out, audio_out, search_ms=search_ms, step_ms=STEP_MS, aggregate=DEFAULT_AGGREGATE,
                                 segment_s=DEFAULT_SEGMENT_S, drift_tolerance_ms=DRIFT_TOLERANCE_MS,
@@ -908,6 +909,17 @@ def repair_sync(video: PathLike, out: PathLike, offset_ms: float | None = None, 
         except TooShortError:
             residual = None
         progress("re-measure", 1, 1)
+        # a measured repair must leave (nearly) nothing: a residual as large as a drift means the
+        # written file's timing is not what was intended
+        if (measured is not None and residual is not None and residual.offset_ms is not None
+                and abs(residual.offset_ms) > DRIFT_TOLERANCE_MS):
+            raise OutputVerificationError(f"{out}: the repaired file still measures {residual.offset_ms:+.0f} ms "
+                                          f"(confidence {residual.confidence:.3f}) after undoing {offset_ms:+.0f} ms; "
+                                          "it was not kept")
+
+    # the audio is decoded, shifted and encoded a piece at a time while the output is written
+    shifted = stream_audio_native(video, float(offset_ms))
+    copied = remux_with_audio(video, out, shifted, protect=[video], overwrite=overwrite, verify=verify)
     return RepairResult(input=str(video), output=str(out), applied_offset_ms=float(offset_ms), measured=measured,
                         residual=residual, video_copied=copied)
 

@@ -146,3 +146,54 @@ def transcode(src: Path, dst: Path, vcodec: str, acodec: str | None, pix_fmt: st
     return write_media(dst, fps=info.fps, num_frames=len(imgs), size=(info.width, info.height), vcodec=vcodec,
                        pix_fmt=pix_fmt, images=imgs, audio=audio, audio_rate=48000, acodec=acodec or "aac",
                        codec_options=fast.get(vcodec))
+
+
+# --- real-world layouts built from a real talking-face clip ---------------------------------------
+
+def _clip(src: Path):
+    from speakerid.media import iter_frames, read_audio
+
+    return [f.image for f in iter_frames(src)], read_audio(src, sample_rate=48000)
+
+
+def with_brief_second_face(src: Path, dst: Path, first: int = 30, count: int = 15) -> Path:
+    """``src`` on the left; on the right, its mirror image for ``count`` frames only (a
+    passer-by: a face track far shorter than a second), grey otherwise. Audio: ``src``'s."""
+    imgs, audio = _clip(src)
+    out = []
+    for i, im in enumerate(imgs):
+        right = np.ascontiguousarray(im[:, ::-1]) if first <= i < first + count else np.full_like(im, 128)
+        out.append(np.concatenate([im, right], axis=1))
+    h, w = out[0].shape[:2]
+    return write_media(dst, fps=25, num_frames=len(out), size=(w, h), images=out, audio=audio, audio_rate=48000,
+                       codec_options={"preset": "ultrafast"})
+
+
+def repeated_with_drift(src: Path, dst: Path, delays_ms: list[float]) -> Path:
+    """``src`` once per entry of ``delays_ms``, each copy's audio delayed by that much (a file
+    whose offset changes along it, as a frame-rate mismatch makes it)."""
+    imgs, audio = _clip(src)
+    n = len(imgs) * 48000 // 25
+    a = np.zeros(n, np.float32)
+    a[: min(n, audio.size)] = audio[:n]
+    parts = []
+    for d in delays_ms:
+        k = int(round(d * 48))
+        parts.append(np.concatenate([np.zeros(k, np.float32), a])[:n] if k >= 0 else np.concatenate(
+            [a[-k:], np.zeros(-k, np.float32)]))
+    h, w = imgs[0].shape[:2]
+    return write_media(dst, fps=25, num_frames=len(imgs) * len(delays_ms), size=(w, h), images=imgs * len(delays_ms),
+                       audio=np.concatenate(parts), audio_rate=48000, codec_options={"preset": "ultrafast"})
+
+
+def long_gop(src: Path, dst: Path, *, delay_ms: float = 0.0, gop: int = 50, bframes: int = 2,
+             acodec: str = "aac") -> Path:
+    """``src`` re-encoded with a long GOP and B-frames (Matroska then gives the first packets no
+    DTS), its audio delayed by ``delay_ms``."""
+    imgs, audio = _clip(src)
+    k = int(round(delay_ms * 48))
+    a = np.concatenate([np.zeros(k, np.float32), audio])[: audio.size] if k >= 0 else np.concatenate(
+        [audio[-k:], np.zeros(-k, np.float32)])
+    h, w = imgs[0].shape[:2]
+    return write_media(dst, fps=25, num_frames=len(imgs), size=(w, h), images=imgs, audio=a, audio_rate=48000,
+                       acodec=acodec, codec_options={"preset": "ultrafast", "g": str(gop), "bf": str(bframes)})
