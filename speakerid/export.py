@@ -45,22 +45,23 @@ def _protect(result: SpeakerResult, protect: Iterable[str | os.PathLike] | None)
     return out
 
 
-def _write_text(path, text: str, protect) -> Path:
-    with atomic_output(path, protect=protect) as tmp:
+def _write_text(path, text: str, protect, overwrite: bool = True) -> Path:
+    with atomic_output(path, protect=protect, overwrite=overwrite) as tmp:
         Path(tmp).write_text(text, encoding="utf-8")
     return Path(path)
 
 
-def write_json(result: SpeakerResult, path: str | os.PathLike, *, protect=None, indent: int | None = None) -> Path:
+def write_json(result: SpeakerResult, path: str | os.PathLike, *, protect=None, indent: int | None = None,
+               overwrite: bool = True) -> Path:
     """Write ``result.to_dict()`` as JSON."""
-    return _write_text(path, json.dumps(result.to_dict(), indent=indent) + "\n", _protect(result, protect))
+    return _write_text(path, json.dumps(result.to_dict(), indent=indent) + "\n", _protect(result, protect), overwrite)
 
 
 def read_json(path: str | os.PathLike) -> SpeakerResult:
     return SpeakerResult.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
 
 
-def write_csv(result: SpeakerResult, path: str | os.PathLike, *, protect=None) -> Path:
+def write_csv(result: SpeakerResult, path: str | os.PathLike, *, protect=None, overwrite: bool = True) -> Path:
     """One row per track per frame (``CSV_FIELDS``)."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
@@ -70,7 +71,7 @@ def write_csv(result: SpeakerResult, path: str | os.PathLike, *, protect=None) -
             ts = result.time_of(int(f))
             w.writerow([t.id, int(f), f"{ts:.4f}", *(f"{float(v):.1f}" for v in box),
                         "" if not math.isfinite(float(s)) else f"{float(s):.3f}", int(bool(sp))])
-    return _write_text(path, buf.getvalue(), _protect(result, protect))
+    return _write_text(path, buf.getvalue(), _protect(result, protect), overwrite)
 
 
 def read_csv(path: str | os.PathLike) -> list[SpeakerTrack]:
@@ -108,10 +109,11 @@ def rttm_lines(result: SpeakerResult, *, uri: str | None = None) -> list[str]:
     return lines
 
 
-def write_rttm(result: SpeakerResult, path: str | os.PathLike, *, uri: str | None = None, protect=None) -> Path:
+def write_rttm(result: SpeakerResult, path: str | os.PathLike, *, uri: str | None = None, protect=None,
+               overwrite: bool = True) -> Path:
     """One SPEAKER line per speaking segment (an empty file when nobody speaks)."""
     lines = rttm_lines(result, uri=uri)
-    return _write_text(path, "".join(line + "\n" for line in lines), _protect(result, protect))
+    return _write_text(path, "".join(line + "\n" for line in lines), _protect(result, protect), overwrite)
 
 
 def read_rttm(path: str | os.PathLike) -> list[tuple[str, Segment]]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterator
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -91,38 +92,127 @@ def annotate_frame(image: np.ndarray, frame: int, result: SpeakerResult, *, time
 
 def check_output(video: str | os.PathLike, output: str | os.PathLike) -> None:
     """Raise :class:`~speakerid.errors.OutputExistsError` when ``output`` is the input ``video``."""
-    from .errors import OutputExistsError
+    from .media import check_output_path
 
-    out_p, in_p = Path(output), Path(video)
-    if out_p.resolve() == in_p.resolve() or (out_p.exists() and in_p.exists() and os.path.samefile(out_p, in_p)):
-        raise OutputExistsError(f"{out_p}: refusing to overwrite the input file")
+    check_output_path(output, protect=[video])
+
+
+COPY_AUDIO_CODECS = ("aac", "mp3", "ac3", "eac3", "alac", "opus", "flac")
+"""Audio codecs an mp4 takes as they are: copied packet for packet; others are re-encoded to
+AAC at the source's own rate and channels."""
 
 
 def render_speakers(video: str | os.PathLike, output: str | os.PathLike, result: SpeakerResult | None = None, *,
-                    progress=None, crf: int = 23, **detect_kw) -> Path:
-    """Write ``output`` (.mp4): ``video`` with the active-speaker result drawn on it, audio kept.
+                    progress=None, crf: int = 23, overwrite: bool = True, **detect_kw) -> Path:
+    """Write ``output`` (.mp4): ``video`` with the active-speaker result drawn on it.
 
-    ``result``: from :func:`~speakerid.speakers.detect_speakers` (computed here, with
-    ``detect_kw``, when not given). Never writes over ``video``.
+    Each frame keeps its source timestamp (variable frame rate stays variable), and the audio is
+    the source's own: copied where an mp4 takes its codec, else re-encoded at its own rate and
+    channels. The written file is decoded once more and checked (frame count, last frame's time,
+    audio covering the video) before it is renamed into place. ``result``: from
+    :func:`~speakerid.speakers.detect_speakers` (computed here, with ``detect_kw``, when not
+    given). Never writes over ``video``.
     """
-    from .media import iter_frames, probe, read_audio, require_audio, write_video
+    from .media import check_output_path, iter_frames, probe, read_frame_times, require_audio, verify_written
     from .progress import silent
     from .speakers import detect_speakers
 
     progress = progress or silent
-    check_output(video, output)  # before any work (write_video checks again)
+    check_output_path(output, protect=[video], overwrite=overwrite)  # before any work
     info = probe(video)
     require_audio(info)
     if result is None:
         result = detect_speakers(video, progress=progress, **detect_kw)
-    audio = read_audio(video, video_start_s=info.video_start_s)
-    total = result.num_frames
+    times = read_frame_times(video)
+    total = int(times.size)
 
-    def frames() -> Iterator[np.ndarray]:
+    def frames() -> Iterator:
         for fr in iter_frames(video):
             if fr.index % 25 == 0:
                 progress("render", fr.index + 1, total)
-            yield annotate_frame(fr.image, fr.index, result, time_s=fr.time)
+            yield fr.time, annotate_frame(fr.image, fr.index, result, time_s=fr.time)
         progress("render", total, total)
 
-    return write_video(output, frames(), result.fps, audio=audio, protect=[video], crf=crf)
+    from .outputs import atomic_output
+
+    need = 2 * Path(video).stat().st_size
+    with atomic_output(output, protect=[video], overwrite=overwrite, need_bytes=need) as tmp:
+        _encode(video, tmp, frames(), crf=crf)
+        verify_written(tmp, expect_frames=total, expect_end_s=float(times[-1]), name=output)
+    return Path(output)
+
+
+def _encode(video: str | os.PathLike, tmp: Path, frames: Iterator, *, crf: int) -> None:
+    """H.264 (yuv420p, faststart) of ``(time, image)`` pairs at their own times, with ``video``'s
+    audio interleaved."""
+    import av
+
+    from .media import _Interleaver, _audio_packets, _open, _packet_time, stream_audio_native
+
+    with _open(video) as src:
+        ivs = src.streams.video[0]
+        tb = ivs.time_base if ivs.time_base else Fraction(1, 90000)
+        rate = ivs.average_rate or ivs.guessed_rate or Fraction(25)
+        ias = src.streams.audio[0] if src.streams.audio else None
+        with av.open(str(tmp), mode="w", format="mp4", options={"movflags": "+faststart"}) as out:
+            vs = None
+            audio = None
+            copy = ias is not None and ias.codec_context.name in COPY_AUDIO_CODECS
+            if copy:
+                oas = out.add_stream_from_template(ias)
+                audio = _Interleaver(out, _copied_audio(src, ias, oas))
+            elif ias is not None:
+                native = stream_audio_native(video)
+                layout = native.layout if native.channels <= 2 else "stereo"
+                oas = out.add_stream("aac", rate=native.sample_rate, layout=layout)
+                audio = _Interleaver(out, _audio_packets(oas, native, native.sample_rate, layout))
+            last_pts = -1
+            for t, img in frames:
+                if vs is None:
+                    h, w = img.shape[:2]
+                    vs = out.add_stream("libx264", rate=rate)
+                    vs.width, vs.height = w // 2 * 2, h // 2 * 2
+                    vs.pix_fmt = "yuv420p"
+                    vs.time_base = tb
+                    vs.codec_context.time_base = tb
+                    vs.options = {"crf": str(crf), "preset": "veryfast"}
+                vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(img[: vs.height, : vs.width]), format="bgr24")
+                # the source's own time (strictly increasing, as the encoder requires)
+                last_pts = max(last_pts + 1, int(round(t / tb)))
+                vf.pts = last_pts
+                vf.time_base = tb
+                for pkt in vs.encode(vf):
+                    if audio is not None:
+                        audio.until(_packet_time(pkt))
+                    out.mux(pkt)
+            if vs is None:
+                from .errors import EmptyMediaError
+
+                raise EmptyMediaError(f"{video}: no frames to render")
+            for pkt in vs.encode():
+                if audio is not None:
+                    audio.until(_packet_time(pkt))
+                out.mux(pkt)
+            if audio is not None:
+                audio.until(math.inf)
+
+
+def _copied_audio(src, ias, oas) -> Iterator:
+    """``src``'s audio packets, re-timed so that 0 is the first video frame (as the rendered
+    frames are); packets wholly before that frame are dropped."""
+    from .media import _first_video_time, _open
+
+    v0 = _first_video_time(src)
+    with _open(src.name) as c:
+        a = c.streams.audio[0]
+        shift = int(round(v0 / a.time_base))
+        for pkt in c.demux(a):
+            if pkt.size == 0 or pkt.pts is None:
+                continue
+            pkt.pts -= shift
+            if pkt.dts is not None:
+                pkt.dts -= shift
+            if pkt.pts < 0:
+                continue
+            pkt.stream = oas
+            yield pkt

@@ -59,7 +59,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .decoding import speaking_posteriors
-from .errors import TooShortError
+from .errors import InvalidSettingError, TooShortError
 from .features import COLS_PER_FRAME, MS_PER_COL, VIDEO_FPS, WINDOW_COLS, WINDOW_FRAMES, iter_mfcc, min_duration_s
 from .rowstore import RowStore, StoredRows
 
@@ -350,19 +350,19 @@ def decoder_settings(decoder: str, threshold: float | None = None, smooth_frames
     """``(threshold, smooth_frames, competition)`` for ``decoder``, the decoder's defaults where
     None; ValueError naming the problem for an unknown decoder or a competition it does not take."""
     if decoder not in DECODERS:
-        raise ValueError(f"decoder must be one of {', '.join(DECODERS)}, got {decoder!r}")
+        raise InvalidSettingError(f"decoder must be one of {', '.join(DECODERS)}, got {decoder!r}")
     defaults = DECODER_DEFAULTS[decoder]
     threshold = float(defaults["threshold"] if threshold is None else threshold)
     smooth_frames = max(1, int(defaults["smooth_frames"] if smooth_frames is None else smooth_frames))
     if decoder == "hmm":
         if competition:
-            raise ValueError("competition applies to the 'threshold' decoder; the 'hmm' decoder's faces "
+            raise InvalidSettingError("competition applies to the 'threshold' decoder; the 'hmm' decoder's faces "
                              "compete through its states")
         competition = 0.0
     elif competition is None:
         competition = DEFAULT_COMPETITION if exclusive else 0.0
     if not 0.0 <= competition < 1.0:
-        raise ValueError(f"competition must be in [0, 1), got {competition}")
+        raise InvalidSettingError(f"competition must be in [0, 1), got {competition}")
     return threshold, smooth_frames, float(competition)
 
 

@@ -253,13 +253,14 @@ class SyncResult:
                                   for row in self.window_curves]
         return d
 
-    def to_json(self, path: PathLike | None = None, *, curves: bool = False, indent: int | None = 1) -> str:
+    def to_json(self, path: PathLike | None = None, *, curves: bool = False, indent: int | None = 1,
+                overwrite: bool = True) -> str:
         """The result as JSON text; also written (atomically) to ``path`` when given."""
         text = json.dumps(self.to_dict(curves=curves), indent=indent)
         if path is not None:
             from .media import atomic_output
 
-            with atomic_output(path, protect=[self.video]) as tmp:
+            with atomic_output(path, protect=[self.video], overwrite=overwrite) as tmp:
                 Path(tmp).write_text(text + "\n")
         return text
 
@@ -795,10 +796,7 @@ def measure_sync(video: PathLike, *, search_ms: float = DEFAULT_SEARCH_MS, step_
     info = probe(video)
     require_video(info)
     require_audio(info)
-    if step_ms < STEP_MS or step_ms % STEP_MS:
-        raise ValueError(f"step_ms must be a multiple of {STEP_MS} ms, got {step_ms}")
-    if search_ms <= 0:
-        raise ValueError(f"search_ms must be positive, got {search_ms}")
+    check_sync_settings(search_ms=search_ms, step_ms=step_ms, segment_s=segment_s, aggregate=aggregate)
     m = resolve_model(model, device=device)
     # the audio first (seconds of CPU for an hour): a clip too short fails before the face pass
     audio = _stream_audio(video, m, progress, info.duration_s)
@@ -807,6 +805,22 @@ def measure_sync(video: PathLike, *, search_ms: float = DEFAULT_SEARCH_MS, step_
     return _measure(prep, audio, search_ms=search_ms, step_ms=step_ms, aggregate=aggregate, segment_s=segment_s,
                     drift_tolerance_ms=drift_tolerance_ms, min_confidence=min_confidence, track=track,
                     refine=refine, video_name=str(video), t_audio=audio.seconds, progress=progress)
+
+
+def check_sync_settings(*, search_ms: float = DEFAULT_SEARCH_MS, step_ms: float = STEP_MS,
+                        segment_s: float = DEFAULT_SEGMENT_S, aggregate: str = DEFAULT_AGGREGATE) -> None:
+    """Raise :class:`~speakerid.errors.InvalidSettingError` (a ``ValueError``) naming a setting
+    the measurement cannot take, before any decoding."""
+    if not (step_ms >= STEP_MS and float(step_ms) % STEP_MS == 0):
+        raise InvalidSettingError(f"step_ms must be a multiple of {STEP_MS} ms (one MFCC column), got {step_ms:g}")
+    if not search_ms > 0:
+        raise InvalidSettingError(f"search_ms must be positive, got {search_ms:g}")
+    if step_ms > search_ms:
+        raise InvalidSettingError(f"step_ms ({step_ms:g}) must not exceed search_ms ({search_ms:g})")
+    if segment_s is not None and segment_s < 0:
+        raise InvalidSettingError(f"segment_s must be 0 (no drift check) or positive, got {segment_s:g}")
+    if aggregate not in AGGREGATES:
+        raise InvalidSettingError(f"aggregate must be one of {', '.join(AGGREGATES)}, got {aggregate!r}")
 
 
 def _require_duration(video: PathLike, info, audio: _Audio, search_ms: float, hint: str) -> None:
@@ -852,6 +866,14 @@ def repair_sync(video: PathLike, out: PathLike, offset_ms: float | None = None, 
                         stream_audio_native, verify_written)
 
     progress = progress or silent
+    opts = dict(step_ms=measure_kw.pop("step_ms", STEP_MS), aggregate=measure_kw.pop("aggregate", DEFAULT_AGGREGATE),
+                segment_s=measure_kw.pop("segment_s", DEFAULT_SEGMENT_S),
+                drift_tolerance_ms=measure_kw.pop("drift_tolerance_ms", DRIFT_TOLERANCE_MS),
+                min_confidence=measure_kw.pop("min_confidence", MIN_CLIP_CONFIDENCE), track=measure_kw.pop("track", None))
+    if measure_kw:
+        raise TypeError(f"unexpected arguments: {', '.join(measure_kw)}")
+    check_sync_settings(search_ms=search_ms, step_ms=opts["step_ms"], segment_s=opts["segment_s"],
+                        aggregate=opts["aggregate"])
     info = probe(video)
     require_video(info)
     require_audio(info)
@@ -868,13 +890,8 @@ def repair_sync(video: PathLike, out: PathLike, offset_ms: float | None = None, 
         audio = _stream_audio(video, m, progress, info.duration_s)
         _require_duration(video, info, audio, search_ms, "give the offset to repair anyway")
         prep = _prepare_video(video, m, progress=progress)
-        measured = _measure(prep, audio, search_ms=search_ms, step_ms=measure_kw.pop("step_ms", STEP_MS),
-                            aggregate=measure_kw.pop("aggregate", DEFAULT_AGGREGATE),
-                            segment_s=measure_kw.pop("segment_s", DEFAULT_SEGMENT_S),
-                            drift_tolerance_ms=measure_kw.pop("drift_tolerance_ms", DRIFT_TOLERANCE_MS),
-                            min_confidence=measure_kw.pop("min_confidence", MIN_CLIP_CONFIDENCE),
-                            track=measure_kw.pop("track", None), refine=True, video_name=str(video),
-                            t_audio=audio.seconds, progress=progress)
+        measured = _measure(prep, audio, search_ms=search_ms, refine=True, video_name=str(video),
+                            t_audio=audio.seconds, progress=progress, **opts)
         if measured.drift:
             raise SyncDriftError(f"{video}: cannot repair with one shift: {measured.message} "
                                  "(pass an offset to apply one anyway)")
@@ -883,8 +900,6 @@ def repair_sync(video: PathLike, out: PathLike, offset_ms: float | None = None, 
                 raise NoFaceError(f"{video}: cannot repair: {measured.message}")
             raise NoSyncEvidenceError(f"{video}: cannot repair: {measured.message} (pass an offset to apply it anyway)")
         offset_ms = measured.offset_ms
-    if measure_kw:
-        raise TypeError(f"unexpected arguments: {', '.join(measure_kw)}")
     source_times = prep.analysis.timeline.source_times if prep is not None else read_frame_times(video)
     residual = None
 
@@ -928,7 +943,7 @@ def repair_sync(video: PathLike, out: PathLike, offset_ms: float | None = None, 
 # plots
 
 
-def plot_sync(result: SyncResult, path: PathLike | None = None, *, max_curves: int = 200):
+def plot_sync(result: SyncResult, path: PathLike | None = None, *, max_curves: int = 200, overwrite: bool = True):
     """Figure: (top) distance vs audio shift — each window faint, the aggregate bold — and
     (bottom) each window's offset and confidence over time. Saved to ``path`` (PNG) when given."""
     import matplotlib
@@ -979,7 +994,7 @@ def plot_sync(result: SyncResult, path: PathLike | None = None, *, max_curves: i
     if path is not None:
         from .media import atomic_output
 
-        with atomic_output(path, protect=[result.video]) as tmp:
+        with atomic_output(path, protect=[result.video], overwrite=overwrite) as tmp:
             fig.savefig(tmp, dpi=100, format="png")
         plt.close(fig)
     return fig

@@ -1,7 +1,8 @@
 """The ``speakerid`` command line. Each subcommand lives in its own module with a ``register``.
 
 Errors speakerid raises on purpose print one readable line (``speakerid: error: …``) and exit
-with status 2; anything else is a bug and shows its traceback.
+with status 2; anything else is a bug and shows its traceback. The conventions every command
+shares are in :mod:`speakerid.cli.common`.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = argparse.ArgumentParser(prog="speakerid", description="Lip-sync offsets and active speakers from one self-supervised SyncNet.")
     p.add_argument("--version", action="version", version=f"speakerid {__version__}")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress output on stderr")
+    p.add_argument("-q", "--quiet", dest="quiet_all", action="store_true", help="no progress output on stderr")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(f"{__name__}.{name}").register(sub)
@@ -28,23 +29,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def progress_for(args):
-    from ..progress import StderrProgress, silent
+    """A bar on a terminal, plain lines elsewhere (logs, CI, notebooks), nothing with --quiet."""
+    from ..progress import LineProgress, SilentProgress, StderrProgress
 
-    if getattr(args, "quiet", False) or not sys.stderr.isatty() and not getattr(args, "progress", False):
-        return silent
-    return StderrProgress()
+    if getattr(args, "quiet", False) or getattr(args, "quiet_all", False):
+        return SilentProgress()
+    return StderrProgress() if sys.stderr.isatty() else LineProgress()
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ..outputs import outputs_written
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    before = len(outputs_written())
     try:
         rc = args.func(args)
     except SpeakerIdError as e:
         print(f"speakerid: error: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
-        print("speakerid: interrupted", file=sys.stderr)
+        # partial files are removed on the way out; say exactly what is in place
+        done = outputs_written()[before:]
+        print("speakerid: interrupted; " + (f"written before the interrupt: {', '.join(done)}" if done
+                                            else "no output was written"), file=sys.stderr)
         return 130
     return int(rc or 0)
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import sys
 
+from .common import add_face_args, add_json_arg, add_model_args, add_run_args, check_outputs
+
 
 def _add_scoring_args(p) -> None:
     from ..speakers import (DECODER_DEFAULTS, DECODERS, DEFAULT_COMPETITION, DEFAULT_DECODER,
@@ -26,10 +28,9 @@ def _add_scoring_args(p) -> None:
     p.add_argument("--competition", type=float, default=None, metavar="SHARE",
                    help="threshold decoder: share of the best other face's score taken off each face's score "
                         f"(default {DEFAULT_COMPETITION:g}; 0 with --overlap)")
-    p.add_argument("--model", help="SyncNet checkpoint to use instead of the packaged weights")
-    p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
-    p.add_argument("--detect-every", type=int, default=3, help="run the face detector every N frames (default 3)")
-    p.add_argument("--detect-width", type=int, default=512, help="face detector input width in pixels (default 512)")
+    add_model_args(p)
+    add_face_args(p)
+    add_run_args(p)
 
 
 def register(sub) -> None:
@@ -37,7 +38,7 @@ def register(sub) -> None:
                        description="Detect which face speaks, frame by frame. Prints the speaking segments; "
                                    "--json/--csv/--rttm write the full result.")
     p.add_argument("video")
-    p.add_argument("--json", metavar="OUT", help="write tracks, per-frame scores and labels, and segments as JSON ('-' = stdout)")
+    add_json_arg(p, "tracks, per-frame scores and labels, and segments")
     p.add_argument("--csv", metavar="OUT", help="write one row per face per frame as CSV")
     p.add_argument("--rttm", metavar="OUT", help="write the speaking segments as RTTM (speaker = face<track id>)")
     _add_scoring_args(p)
@@ -48,80 +49,79 @@ def register(sub) -> None:
                                    "highlighted, a score bar per face.")
     p.add_argument("video")
     p.add_argument("-o", "--output", required=True, metavar="OUT.mp4", help="mp4 file to write")
-    p.add_argument("--json", metavar="OUT", help="also write the result as JSON")
+    add_json_arg(p, "the result")
     _add_scoring_args(p)
     p.set_defaults(func=_render)
 
 
 def _check_settings(args) -> None:
-    """Name a scoring option the decoder does not take before any work starts (as a
-    SpeakerIdError, which ``main`` prints and exits 2 on)."""
-    from ..errors import SpeakerIdError
+    """Name a scoring option the decoder does not take before any work starts."""
     from ..speakers import decoder_settings
 
-    try:
-        decoder_settings(args.decoder, args.threshold, args.smooth, args.competition, exclusive=not args.overlap)
-    except ValueError as e:
-        raise SpeakerIdError(str(e)) from e
+    decoder_settings(args.decoder, args.threshold, args.smooth, args.competition, exclusive=not args.overlap)
 
 
 def _detect(args):
+    from ..errors import NoFaceError
     from ..speakers import detect_speakers
     from . import progress_for
 
-    return detect_speakers(args.video, model=args.model, threshold=args.threshold, smooth_frames=args.smooth,
-                           max_shift_frames=args.max_shift, exclusive=not args.overlap, decoder=args.decoder,
-                           competition=args.competition,
-                           detect_every=args.detect_every,
-                           detect_width=args.detect_width, device=args.device, progress=progress_for(args))
-
-
-def _finish_progress(args) -> None:
-    if not getattr(args, "quiet", False) and sys.stderr.isatty():
-        sys.stderr.write("\n")
+    prog = progress_for(args)
+    result = detect_speakers(args.video, model=args.model, threshold=args.threshold, smooth_frames=args.smooth,
+                             max_shift_frames=args.max_shift, exclusive=not args.overlap, decoder=args.decoder,
+                             competition=args.competition, detect_every=args.detect_every,
+                             detect_width=args.detect_width, device=args.device, progress=prog)
+    prog.close()
+    for w in result.warnings:
+        print(f"speakerid: warning: {w}", file=sys.stderr)
+    return result, NoFaceError(f"{args.video}: no face big enough to read the lips from was found")
 
 
 def _speakers(args) -> int:
     import json
 
     from ..export import speaker_name
-    from ..render import check_output
 
     _check_settings(args)
-    for out in (args.json, args.csv, args.rttm):
-        if out and out != "-":
-            check_output(args.video, out)  # before the work, not after it
-    result = _detect(args)
-    _finish_progress(args)
+    check_outputs(args, args.json, args.csv, args.rttm)  # before the work, not after it
+    result, no_face = _detect(args)
     if args.json == "-":
         sys.stdout.write(json.dumps(result.to_dict()) + "\n")
     elif args.json:
-        result.to_json(args.json, protect=[args.video])
+        result.to_json(args.json, protect=[args.video], overwrite=args.force)
     if args.csv:
-        result.to_csv(args.csv, protect=[args.video])
+        result.to_csv(args.csv, protect=[args.video], overwrite=args.force)
     if args.rttm:
-        result.to_rttm(args.rttm, protect=[args.video])
+        result.to_rttm(args.rttm, protect=[args.video], overwrite=args.force)
     if args.json != "-":
-        out = sys.stdout
         scored = sum(t.scored for t in result.tracks)
         off = "n/a" if result.offset_ms is None else f"{result.offset_ms:+.0f} ms"
         print(f"{len(result.tracks)} face track(s), {scored} scored; audio offset {off}; "
-              f"{len(result.segments)} speaking segment(s)", file=out)
+              f"{len(result.segments)} speaking segment(s)")
         for s in result.segments:
-            print(f"{s.start:9.3f} {s.end:9.3f}  {speaker_name(s.track)}", file=out)
+            print(f"{s.start:9.3f} {s.end:9.3f}  {speaker_name(s.track)}")
+    if not result.tracks:
+        raise no_face
     return 0
 
 
 def _render(args) -> int:
-    from ..render import check_output, render_speakers
+    from ..render import render_speakers
     from . import progress_for
 
     _check_settings(args)
-    check_output(args.video, args.output)
-    result = _detect(args)
-    if args.json:
-        result.to_json(args.json, protect=[args.video])
-    render_speakers(args.video, args.output, result, progress=progress_for(args))
-    _finish_progress(args)
+    check_outputs(args, args.output, args.json)
+    result, no_face = _detect(args)
+    if not result.tracks:
+        raise no_face
+    if args.json == "-":
+        import json
+
+        sys.stdout.write(json.dumps(result.to_dict()) + "\n")
+    elif args.json:
+        result.to_json(args.json, protect=[args.video], overwrite=args.force)
+    prog = progress_for(args)
+    render_speakers(args.video, args.output, result, progress=prog, overwrite=args.force)
+    prog.close()
     print(f"{len(result.segments)} speaking segment(s) → {args.output}", file=sys.stderr)
     return 0

@@ -4,52 +4,66 @@ from __future__ import annotations
 import json
 import sys
 
+from .common import add_face_args, add_json_arg, add_model_args, add_run_args, check_outputs, write_json_text
+
 CONVENTION = "offset_ms = t_audio - t_video; negative = audio leads the video"
 
 
-def register(sub) -> None:
-    p = sub.add_parser("sync", help="measure the audio-to-lips offset of a video",
-                       description=f"Measure the lip-sync offset ({CONVENTION}).")
-    p.add_argument("video")
-    p.add_argument("--json", action="store_true", help="print the full result as JSON on stdout")
-    p.add_argument("--curves", action="store_true", help="with --json: include every window's distance curve")
-    p.add_argument("--plot", metavar="PNG", help="write a plot: distance vs shift, offset and confidence over time")
+def _add_measure_args(p) -> None:
     p.add_argument("--search-ms", type=float, default=1000, help="search offsets within ±N ms (default 1000)")
     p.add_argument("--step-ms", type=float, default=10, help="shift step in ms, a multiple of 10 (default 10)")
     p.add_argument("--segment-s", type=float, default=10.0, help="segment length for the drift check (default 10 s)")
     p.add_argument("--track", type=int, help="measure this face track only (ids as in `speakerid tracks`)")
-    p.add_argument("--weights", metavar="PT", help="SyncNet checkpoint (default: the packaged weights)")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("sync", help="measure the audio-to-lips offset of a video",
+                       description=f"Measure the lip-sync offset ({CONVENTION}). Exit status 2 when no offset "
+                                   "can be reported (no face, no speech, too little evidence, drift); the result "
+                                   "is still printed and written.")
+    p.add_argument("video")
+    add_json_arg(p, "the full result")
+    p.add_argument("--curves", action="store_true", help="with --json: include every window's distance curve")
+    p.add_argument("--plot", metavar="PNG", help="write a plot: distance vs shift, offset and confidence over time")
+    _add_measure_args(p)
+    add_model_args(p)
+    add_face_args(p)
+    add_run_args(p)
     p.set_defaults(func=_sync)
 
     p = sub.add_parser("fix", help="write a copy with the audio shifted back into sync",
                        description=f"Repair the lip-sync offset ({CONVENTION}): the audio is shifted by the "
-                                   "measured (or given) offset, the video stream is copied, and the output is "
-                                   "measured again.")
+                                   "measured (or given) offset, the video stream is copied, and the written file "
+                                   "is checked (every frame decodes, same length, audio covering the video, no "
+                                   "offset left) before it replaces anything.")
     p.add_argument("video")
     p.add_argument("-o", "--output", required=True, help="file to write (never the input)")
     p.add_argument("--offset-ms", type=float, help="apply this offset instead of measuring it")
-    p.add_argument("--search-ms", type=float, default=1000, help="search offsets within ±N ms (default 1000)")
-    p.add_argument("--force", action="store_true", help="replace OUTPUT if it exists")
     p.add_argument("--no-remeasure", action="store_true", help="do not measure the output's residual offset")
-    p.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
-    p.add_argument("--weights", metavar="PT", help="SyncNet checkpoint (default: the packaged weights)")
+    add_json_arg(p, "the report")
+    _add_measure_args(p)
+    add_model_args(p)
+    add_run_args(p)
     p.set_defaults(func=_fix)
 
 
 def _sync(args) -> int:
-    from ..sync import measure_sync, plot_sync
+    from ..errors import NoFaceError, NoSyncEvidenceError
+    from ..sync import check_sync_settings, measure_sync, plot_sync
     from . import progress_for
 
+    check_sync_settings(search_ms=args.search_ms, step_ms=args.step_ms, segment_s=args.segment_s)
+    check_outputs(args, args.json, args.plot)
     prog = progress_for(args)
     r = measure_sync(args.video, search_ms=args.search_ms, step_ms=args.step_ms, segment_s=args.segment_s,
-                     track=args.track, model=args.weights, progress=prog)
-    if hasattr(prog, "close"):
-        prog.close()
+                     track=args.track, model=args.model, device=args.device, detect_every=args.detect_every,
+                     progress=prog)
+    prog.close()
     if args.plot:
-        plot_sync(r, args.plot)
+        plot_sync(r, args.plot, overwrite=args.force)
     if args.json:
-        sys.stdout.write(json.dumps(r.to_dict(curves=args.curves), indent=1) + "\n")
-    else:
+        write_json_text(args, args.json, json.dumps(r.to_dict(curves=args.curves), indent=1))
+    if args.json != "-":
         print(r.describe())
         for s in r.segments if len(r.segments) > 1 else []:
             o = "—" if s.offset_ms is None else f"{s.offset_ms:+.0f} ms"
@@ -57,6 +71,9 @@ def _sync(args) -> int:
         others = [t for t in r.tracks if not t.used]
         if others:
             print("  other faces: " + ", ".join(f"track {t.track_id} (confidence {t.confidence:.3f})" for t in others))
+    if r.offset_ms is None:
+        err = NoFaceError if r.status == "no_face" else NoSyncEvidenceError
+        raise err(f"{args.video}: no offset ({r.status}): {r.message}")
     return 0
 
 
@@ -64,17 +81,21 @@ def _fix(args) -> int:
     from ..sync import repair_sync
     from . import progress_for
 
+    check_outputs(args, args.json if args.json != "-" else None)
     prog = progress_for(args)
     rr = repair_sync(args.video, args.output, offset_ms=args.offset_ms, search_ms=args.search_ms,
-                     overwrite=args.force, remeasure=not args.no_remeasure, model=args.weights, progress=prog)
-    if hasattr(prog, "close"):
-        prog.close()
+                     step_ms=args.step_ms, segment_s=args.segment_s, track=args.track,
+                     overwrite=args.force, remeasure=not args.no_remeasure, model=args.model, device=args.device,
+                     progress=prog)
+    prog.close()
     if args.json:
-        sys.stdout.write(json.dumps(rr.to_dict(), indent=1) + "\n")
-        return 0
+        write_json_text(args, args.json, json.dumps(rr.to_dict(), indent=1))
+        if args.json == "-":
+            return 0
     how = "measured" if rr.measured is not None else "given"
     print(f"{rr.output}: audio shifted to undo {rr.applied_offset_ms:+.0f} ms ({how}); video stream "
-          f"{'copied' if rr.video_copied else 're-encoded (the container could not take it as is)'}")
+          f"{'copied' if rr.video_copied else 're-encoded (the container could not take it as is)'}; "
+          "every frame checked")
     if rr.residual is not None:
         if rr.residual.offset_ms is None:
             print(f"  residual: not measurable ({rr.residual.status})")

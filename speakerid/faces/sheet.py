@@ -33,12 +33,12 @@ def contact_sheet(analysis: FaceAnalysis, *, per_track: int = 12, max_tracks: in
     return np.concatenate(rows, axis=0)
 
 
-def write_contact_sheet(analysis: FaceAnalysis, path: str | os.PathLike, **kw) -> None:
+def write_contact_sheet(analysis: FaceAnalysis, path: str | os.PathLike, *, overwrite: bool = True, **kw) -> None:
     import cv2
 
     from ..media import atomic_output
 
-    with atomic_output(path, protect=[analysis.info.path]) as tmp:
+    with atomic_output(path, protect=[analysis.info.path], overwrite=overwrite) as tmp:
         ok, buf = cv2.imencode(".png", contact_sheet(analysis, **kw))
         if not ok:
             raise RuntimeError("PNG encoding failed")
