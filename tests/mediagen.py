@@ -77,8 +77,12 @@ def write_media(path: Path, *, frame_times: list[float] | None = None, fps: floa
             tb = time_base or (Fraction(1, 1000) if vfr else Fraction(1) / rate)
             vs.codec_context.time_base = tb
             vs.time_base = tb
+        audio = None if audio is None else np.asarray(audio, np.float32)
+        channels = 1 if audio is None or audio.ndim == 1 else audio.shape[0]
+        layout = "mono" if channels == 1 else "stereo"
         if audio is not None:
-            aus = out.add_stream(acodec, rate=audio_rate, layout="mono")
+            audio = audio.reshape(channels, -1)
+            aus = out.add_stream(acodec, rate=audio_rate, layout=layout)
             aus.time_base = Fraction(1, audio_rate)
         if vs is not None:
             imgs = iter(images) if images is not None else None
@@ -95,20 +99,20 @@ def write_media(path: Path, *, frame_times: list[float] | None = None, fps: floa
             fs = aus.codec_context.frame_size or 1024
             fmt = aus.codec_context.format.name if aus.codec_context.format else "fltp"
             pts0 = int(round(audio_start_s * audio_rate))
-            for s in range(0, audio.size, fs):
-                chunk = audio[s:s + fs]
-                if chunk.size < fs and acodec in ("aac", "libopus", "opus", "vorbis"):
-                    chunk = np.concatenate([chunk, np.zeros(fs - chunk.size, np.float32)])
-                arr = chunk.reshape(1, -1)
+            for s in range(0, audio.shape[1], fs):
+                chunk = audio[:, s:s + fs]
+                if chunk.shape[1] < fs and acodec in ("aac", "libopus", "opus", "vorbis"):
+                    chunk = np.concatenate([chunk, np.zeros((channels, fs - chunk.shape[1]), np.float32)], axis=1)
+                arr = chunk if fmt.endswith("p") else chunk.T.reshape(1, -1)
                 if fmt.startswith("s16"):
                     arr = (np.clip(arr, -1, 1) * 32767).astype(np.int16)
-                    af = av.AudioFrame.from_ndarray(arr, format="s16p" if fmt.endswith("p") else "s16", layout="mono")
+                    af = av.AudioFrame.from_ndarray(arr, format="s16p" if fmt.endswith("p") else "s16", layout=layout)
                 elif fmt.startswith("s32"):
                     arr = (np.clip(arr, -1, 1) * (2**31 - 1)).astype(np.int32)
-                    af = av.AudioFrame.from_ndarray(arr, format=fmt, layout="mono")
+                    af = av.AudioFrame.from_ndarray(arr, format=fmt, layout=layout)
                 else:
                     af = av.AudioFrame.from_ndarray(arr.astype(np.float32), format="fltp" if fmt.endswith("p") else "flt",
-                                                    layout="mono")
+                                                    layout=layout)
                 af.sample_rate = audio_rate
                 af.pts = pts0 + s
                 af.time_base = Fraction(1, audio_rate)
@@ -126,7 +130,7 @@ def remux(src: Path, dst: Path) -> Path:
         for s in list(inp.streams.video[:1]) + list(inp.streams.audio[:1]):
             m[s.index] = out.add_stream_from_template(s)
         for pkt in inp.demux(*[inp.streams[i] for i in m]):
-            if pkt.dts is None:
+            if pkt.size == 0:  # the flush packet (real packets may lack a DTS in Matroska)
                 continue
             pkt.stream = m[pkt.stream.index]
             out.mux(pkt)
