@@ -11,7 +11,7 @@ from speakerid import errors
 from speakerid.faces import CROP_SIZE, CenterFaceDetector, ShotDetector, analyze_faces, crop_mouth
 from speakerid.faces.detector import Detection
 from speakerid.faces.mouth import DEFAULT_CROP_GEOMETRY, MOUTH_SCALE, crop_at, STABLE_S, mouth_geometry, track_geometry
-from speakerid.faces.tracking import RawTrack, densify
+from speakerid.faces.tracking import RawTrack, ShotTracker, _Box, densify, greedy_match, iou_distance
 from speakerid.media import iter_frames, write_video
 from speakerid.model import load_model
 
@@ -175,6 +175,51 @@ def _raw(frames, box_at):
         lm = np.tile(b[:2], (5, 1)).astype(np.float32)
         r.add(f, Detection(box=b, score=0.9, landmarks=lm))
     return r
+
+
+def _det(x1, y1, x2, y2):
+    return Detection(box=np.array([x1, y1, x2, y2], np.float64), score=0.9)
+
+
+def test_kalman_box_filter_step_by_hand():
+    b = _Box(1, [0.0, 0.0, 10.0, 10.0], hits=3)
+    b.predict()
+    b.update([2.0, 0.0, 12.0, 10.0])
+    # total = 10 + 0 + (0 + 1) + 0.1 + 4 = 15.1: position gain 1 − 4/15.1, velocity gain 1/15.1
+    assert b.x[0] == pytest.approx(2.0 * (1 - 4 / 15.1))
+    assert b.v[0] == pytest.approx(2.0 / 15.1)
+    assert b.pos_var == pytest.approx((1 - 4 / 15.1) * 4) and b.pos_vel_cov == pytest.approx(4 / 15.1)
+    assert b.vel_var == pytest.approx(1 + 0.1 - 15.1 / 15.1 ** 2)
+    assert b.x[1] == 0.0 and b.v[1] == 0.0  # no error, no change
+
+
+def test_iou_distance_and_greedy_matching():
+    d = iou_distance(np.array([[0, 0, 10, 10], [20, 0, 30, 10]], float),
+                     np.array([[0, 0, 10, 10], [5, 0, 15, 10], [100, 100, 110, 110]], float))
+    assert d.dtype == np.float32
+    assert d[0, 0] == 0 and d[0, 1] == pytest.approx(1 - 50 / 150) and d[0, 2] == 1 and d[1, 1] == 1
+    # the closest pair first: detection 0 takes track 0 though track 1 is also near it
+    assert greedy_match(d, 0.7) == [(0, 0)]
+    assert greedy_match(np.zeros((0, 3), np.float32), 0.7) == []
+
+
+def test_shot_tracker_keeps_ids_through_motion_and_missed_keyframes():
+    tr = ShotTracker(shot=0, period=3, id_offset=100)
+    for k in range(6):  # a face moving right 4 px per keyframe; a second face appears at keyframe 2
+        dets = [_det(10 + 4 * k, 10, 60 + 4 * k, 60)]
+        if k >= 2:
+            dets.append(_det(200, 10, 250, 60))
+        if k == 3:
+            dets = dets[1:]  # the first face is missed once
+        tr.update(3 * k, dets)
+    assert sorted(tr.tracks) == [101, 102]
+    assert list(tr.tracks[101].frames) == [0, 3, 6, 12, 15]
+    assert list(tr.tracks[102].frames) == [6, 9, 12, 15]
+    # a face gone for more keyframes than its hit counter holds comes back under a new id
+    for k in range(6, 12):
+        tr.update(3 * k, [_det(200, 10, 250, 60)])
+    tr.update(36, [_det(10, 10, 60, 60), _det(200, 10, 250, 60)])
+    assert 103 in tr.tracks and list(tr.tracks[102].frames)[-1] == 36
 
 
 def test_densify_interpolates_splits_and_holds():

@@ -2,7 +2,7 @@
 
 :func:`analyze_faces` runs the whole stage on a video file in two streaming passes (so memory
 does not hold the video): pass 1 decodes small frames for shot cuts and face detection every
-``detect_every`` frames and tracks faces with norfair; pass 2 decodes grayscale frames at full
+``detect_every`` frames and tracks faces (IoU + Kalman, :mod:`.tracking`); pass 2 decodes grayscale frames at full
 size and cuts 111×111 mouth crops for each track at every 25 fps model frame it covers.
 
 Memory: kept crops take 12 KB per model frame per face (18 MB per face per minute of video).

@@ -1,8 +1,9 @@
-"""Face tracking with norfair: keyframe detections → per-frame tracks.
+"""Face tracking: keyframe detections → per-frame tracks.
 
-Detection runs on every ``k``-th frame; norfair associates the detections by box IoU and keeps
-identities across missed detections. Each track's detections are then interpolated linearly to
-every frame between them (gaps up to ``max_gap`` frames; a longer gap splits the track) and
+Detection runs on every ``k``-th frame; :class:`ShotTracker` associates the detections by box
+IoU against each track's Kalman-predicted box and keeps identities across missed detections
+(norfair's IoU tracking method, written here so that no dependency pins numpy below 2). Each
+track's detections are then interpolated linearly to every frame between them (gaps up to ``max_gap`` frames; a longer gap splits the track) and
 smoothed, so mouth crops do not jitter. Trackers are reset at shot cuts: a track never spans one.
 """
 from __future__ import annotations
@@ -52,37 +53,111 @@ class RawTrack:
         return lm.reshape(-1, 5, 2).copy() if lm.size and np.isfinite(lm).all() else None
 
 
+class _Box:
+    """One tracked face: its box ``[x1, y1, x2, y2]`` under a constant-velocity Kalman filter
+    (each coordinate on its own, the covariances the same for all four, so they are scalars),
+    and the hit counter that decides when it is lost."""
+
+    # filter settings: initial position and velocity variances, process and measurement noise
+    POS_VAR, VEL_VAR, Q, R = 10.0, 1.0, 0.1, 4.0
+
+    def __init__(self, tid: int, box: np.ndarray, hits: int):
+        self.id = tid
+        self.x = np.asarray(box, np.float64).copy()
+        self.v = np.zeros(4)
+        self.pos_var, self.pos_vel_cov, self.vel_var = self.POS_VAR, 0.0, self.VEL_VAR
+        self.hits = hits
+
+    def predict(self) -> None:
+        self.x += self.v
+
+    def update(self, box: np.ndarray) -> None:
+        err = np.asarray(box, np.float64) - self.x
+        cv = self.pos_vel_cov + self.vel_var
+        total = self.pos_var + self.pos_vel_cov + cv + self.Q + self.R
+        k_pos, k_vel = 1.0 - self.R / total, cv / total
+        self.x += k_pos * err
+        self.v += k_vel * err
+        self.pos_var = k_pos * self.R
+        self.pos_vel_cov = k_vel * self.R
+        self.vel_var += self.Q - k_vel * k_vel * total
+
+
+def iou_distance(dets: np.ndarray, objs: np.ndarray) -> np.ndarray:
+    """``1 − IoU`` between each detection box (rows) and each tracked box (columns), float32."""
+    if dets.size == 0 or objs.size == 0:
+        return np.zeros((dets.shape[0], objs.shape[0]), np.float32)
+    area_d = (dets[:, 2] - dets[:, 0]) * (dets[:, 3] - dets[:, 1])
+    area_o = (objs[:, 2] - objs[:, 0]) * (objs[:, 3] - objs[:, 1])
+    lt = np.maximum(dets[:, None, :2], objs[None, :, :2])
+    rb = np.minimum(dets[:, None, 2:], objs[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        d = 1.0 - inter / (area_d[:, None] + area_o[None, :] - inter)
+    return np.nan_to_num(d, nan=1.0).astype(np.float32)
+
+
+def greedy_match(dist: np.ndarray, threshold: float) -> list[tuple[int, int]]:
+    """(detection, track) pairs, the closest pair first, then the closest of the rest, while
+    the distance stays under ``threshold``: a globally optimal assignment can trade a clear
+    match for two poor ones, greedy cannot."""
+    d = dist.copy()
+    pairs = []
+    while d.size and d.min() < threshold:
+        i, j = divmod(int(d.argmin()), d.shape[1])
+        pairs.append((i, j))
+        d[i, :] = threshold + 1
+        d[:, j] = threshold + 1
+    return pairs
+
+
 class ShotTracker:
-    """norfair tracker for one shot; ids are unique across shots via ``id_offset``."""
+    """Tracks the faces of one shot from keyframe detections; ids are unique across shots via
+    ``id_offset``.
+
+    Each keyframe, every tracked box is moved on by its filter's velocity and matched to the
+    detections by IoU (greedily, pairs with IoU ≥ ``iou_threshold``); a matched box takes the
+    detection in its filter, an unmatched detection starts a new track. A track's hit counter
+    gains ``2 × period`` per match (up to ``3 × period``) and loses 1 per keyframe; it ends when
+    the counter falls below zero, so a face survives a few missed keyframes."""
 
     def __init__(self, shot: int, period: int, id_offset: int, iou_threshold: float = 0.3):
-        from norfair import Tracker
-
         self.shot = shot
         self.period = max(1, int(period))
         self.id_offset = id_offset
-        # norfair's "iou" distance is 1 − IoU; accept matches with IoU ≥ iou_threshold. A face
-        # survives 3 missed keyframes before its track ends.
-        self._tracker = Tracker(distance_function="iou", distance_threshold=1.0 - iou_threshold,
-                                hit_counter_max=3 * self.period, initialization_delay=0)
+        self.max_distance = 1.0 - iou_threshold
+        self.max_hits = 3 * self.period
+        self._live: list[_Box] = []
+        self._next_id = 1
         self.tracks: dict[int, RawTrack] = {}
 
     def update(self, frame: int, dets: list[Detection]) -> None:
-        from norfair import Detection as NfDetection
-
-        nf = [NfDetection(points=d.box.reshape(2, 2).astype(np.float64), scores=np.array([d.score, d.score]), data=d)
-              for d in dets]
-        objs = self._tracker.update(detections=nf, period=self.period)
-        current = {id(x) for x in nf}
-        for obj in objs:
-            last = obj.last_detection
-            if last is None or id(last) not in current:
-                continue
-            tid = self.id_offset + int(obj.id)
+        self._live = [b for b in self._live if b.hits >= 0]
+        for b in self._live:
+            b.hits -= 1
+            b.predict()
+        boxes = np.array([np.asarray(d.box, np.float64).reshape(4) for d in dets]).reshape(-1, 4)
+        est = np.array([b.x for b in self._live]).reshape(-1, 4)
+        pairs = greedy_match(iou_distance(boxes, est), self.max_distance)
+        matched = {i for i, _ in pairs}
+        current: list[tuple[_Box, Detection]] = []
+        for i, j in pairs:
+            b = self._live[j]
+            b.hits = min(b.hits + 2 * self.period, self.max_hits)
+            b.update(boxes[i])
+            current.append((b, dets[i]))
+        for i, d in enumerate(dets):
+            if i not in matched:
+                b = _Box(self._next_id, boxes[i], self.period)
+                self._next_id += 1
+                self._live.append(b)
+                current.append((b, d))
+        for b, d in sorted(current, key=lambda bd: self._live.index(bd[0])):
+            tid = self.id_offset + b.id
             tr = self.tracks.setdefault(tid, RawTrack(id=tid, shot=self.shot))
             if tr.frames and tr.frames[-1] == frame:
                 continue
-            tr.add(frame, last.data)
+            tr.add(frame, d)
 
 
 def _smooth(x: np.ndarray, win: int) -> np.ndarray:
