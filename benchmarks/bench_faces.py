@@ -52,11 +52,44 @@ def score_item(analysis, frames_lab: list[list[dict]]) -> dict:
     return {"labelled": labelled, "tracked": tracked, "extra": extra}
 
 
-def run_setting(videos: list[Path], labels: dict, every: int, width: int, threads: int) -> dict:
-    from speakerid.faces import analyze_faces
-    from speakerid.faces.detector import CenterFaceDetector
+def detector_only(videos: list[Path], labels: dict, detector: str, width: int, threads: int,
+                  step: int = 10) -> dict:
+    """The detector alone on every ``step``-th frame: labelled faces found (a detection centred in
+    the tile), false positives (centred in no tile), and milliseconds per frame."""
+    from speakerid.faces.detector import make_detector
+    from speakerid.media import iter_frames
 
-    det = CenterFaceDetector(input_width=width, threads=threads)
+    det = make_detector(detector, input_width=width, threads=threads)
+    found = labelled = false = frames = 0
+    sizes_missed: list[float] = []
+    ms = 0.0
+    for v in videos:
+        tiles_of = labels[v.name]["frames"]
+        for fr in iter_frames(v, indices=range(0, len(tiles_of), step)):
+            t0 = time.perf_counter()
+            dets = det.detect(fr.image)
+            ms += 1000 * (time.perf_counter() - t0)
+            frames += 1
+            tiles = [lab["box"] for lab in tiles_of[fr.index]]
+            centres = [((d.box[0] + d.box[2]) / 2, (d.box[1] + d.box[3]) / 2) for d in dets]
+            for (x, y, w, h) in tiles:
+                labelled += 1
+                hit = any(x <= cx < x + w and y <= cy < y + h for cx, cy in centres)
+                found += hit
+                if not hit:
+                    sizes_missed.append(w * width / fr.image.shape[1])
+            false += sum(not any(x <= cx < x + w and y <= cy < y + h for (x, y, w, h) in tiles) for cx, cy in centres)
+    return {"detector": detector, "detect_width": width, "frames": frames, "labelled": labelled, "found": found,
+            "recall_pct": 100.0 * found / max(labelled, 1), "false_positives": false,
+            "ms_per_frame": ms / max(frames, 1), "missed_tile_px_at_width": sizes_missed[:20]}
+
+
+def run_setting(videos: list[Path], labels: dict, every: int, width: int, threads: int,
+                detector: str = "centerface") -> dict:
+    from speakerid.faces import analyze_faces
+    from speakerid.faces.detector import make_detector
+
+    det = make_detector(detector, input_width=width, threads=threads)
     tot = {"labelled": 0, "tracked": 0, "extra": 0, "video_s": 0.0, "wall_s": 0.0, "cpu_s": 0.0,
            "tracks": 0, "faces": 0}
     per_item = {}
@@ -79,7 +112,7 @@ def run_setting(videos: list[Path], labels: dict, every: int, width: int, thread
         print(f"  every={every} width={width} {v.name}: {item['faces']} faces, {len(a.tracks)} tracks, "
               f"tracked {s['tracked']}/{s['labelled']}, {dur / wall:.2f}x real time", file=sys.stderr)
     return {
-        "detect_every": every, "detect_width": width, "threads": threads, "items": len(videos),
+        "detector": detector, "detect_every": every, "detect_width": width, "threads": threads, "items": len(videos),
         "throughput_x": tot["video_s"] / tot["wall_s"],
         "throughput_cpu_x": tot["video_s"] / max(tot["cpu_s"], 1e-9),
         "tracked_pct": 100.0 * tot["tracked"] / max(tot["labelled"], 1),
@@ -95,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=0, help="use only the first N videos (0 = all)")
     ap.add_argument("--every", type=int, nargs="+", default=[3], help="detect_every values to try")
     ap.add_argument("--width", type=int, nargs="+", default=[512], help="detect_width values to try")
-    ap.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads for the detector")
+    ap.add_argument("--threads", type=int, default=2, help="threads for the detector")
+    ap.add_argument("--detector", nargs="+", default=["centerface"], help="detector backends to compare")
     ap.add_argument("--out", type=Path, help="write the figures here as JSON")
     a = ap.parse_args(argv)
 
@@ -110,17 +144,27 @@ def main(argv: list[str] | None = None) -> int:
     from speakerid.faces import analyze_faces
     analyze_faces(videos[0], detect_every=5, crops=False)
 
-    results = [run_setting(videos, labels, e, w, a.threads) for w in a.width for e in a.every]
+    for d in a.detector:  # each backend's first call (session build, weights) outside the timings
+        analyze_faces(videos[0], detector=d, detect_every=5, crops=False)
+    detection = [detector_only(videos, labels, d, w, a.threads) for d in a.detector for w in a.width]
+    results = [run_setting(videos, labels, e, w, a.threads, d) for d in a.detector for w in a.width for e in a.every]
+    print(f"\ndetector alone, every 10th frame of {len(videos)} video(s) ({os.cpu_count()} CPU cores)")
+    print(f"{'detector':>10} {'width':>5} {'found %':>8} {'false +':>7} {'ms/frame':>8}")
+    for r in detection:
+        print(f"{r['detector']:>10} {r['detect_width']:>5} {r['recall_pct']:>8.2f} {r['false_positives']:>7} "
+              f"{r['ms_per_frame']:>8.1f}")
     print(f"\nfaces stage on {len(videos)} video(s) from {a.bench} ({os.cpu_count()} CPU cores)")
-    print(f"{'every':>5} {'width':>5} {'x real time':>11} {'x (CPU s)':>9} {'tracked %':>9} {'extra':>6} {'tracks':>6} {'faces':>5}")
+    print(f"{'detector':>10} {'every':>5} {'width':>5} {'x real time':>11} {'x (CPU s)':>9} {'tracked %':>9} {'extra':>6} "
+          f"{'tracks':>6} {'faces':>5}")
     for r in results:
-        print(f"{r['detect_every']:>5} {r['detect_width']:>5} {r['throughput_x']:>11.2f} {r['throughput_cpu_x']:>9.2f} "
-              f"{r['tracked_pct']:>9.2f} {r['extra_track_frames']:>6} {r['tracks']:>6} {r['faces']:>5}")
+        print(f"{r['detector']:>10} {r['detect_every']:>5} {r['detect_width']:>5} {r['throughput_x']:>11.2f} "
+              f"{r['throughput_cpu_x']:>9.2f} {r['tracked_pct']:>9.2f} {r['extra_track_frames']:>6} {r['tracks']:>6} "
+              f"{r['faces']:>5}")
     if a.out:
         out = {"bench": str(a.bench), "cpu_count": os.cpu_count(), "machine": platform.platform(),
                "note": "x real time = seconds of video per wall second; x (CPU s) = per CPU second "
                        "of this process (less sensitive to other jobs on the machine)",
-               "results": results}
+               "detection": detection, "results": results}
         a.out.parent.mkdir(parents=True, exist_ok=True)
         a.out.write_text(json.dumps(out, indent=1))
         print(f"wrote {a.out}")

@@ -316,19 +316,21 @@ def read_frame_times(path: PathLike) -> np.ndarray:
         return t - t[0]
 
 
-def _first_video_time(c) -> float:
-    """Presentation time of the first decodable video frame (0 for audio-only files); rewinds."""
+def first_video_time(path: PathLike) -> float:
+    """Presentation time of the first decodable video frame of ``path`` (0 for audio-only files).
+
+    Read from a container opened for this alone: seeking an open container back to the start
+    after decoding video lands on the video's first keyframe, which skips any audio that
+    starts before it."""
     import av
 
-    if not c.streams.video:
-        return 0.0
-    t = 0.0
-    with contextlib.suppress(av.error.FFmpegError):
-        for f in c.decode(c.streams.video[0]):
-            t = float(f.time or 0.0)
-            break
-    c.seek(0)
-    return t
+    with _open(path) as c:
+        if not c.streams.video:
+            return 0.0
+        with contextlib.suppress(av.error.FFmpegError):
+            for f in c.decode(c.streams.video[0]):
+                return float(f.time or 0.0)
+    return 0.0
 
 
 @dataclass
@@ -362,7 +364,7 @@ def _stream_audio(p: Path, meta: dict, *, rate: int | None, mono: bool, video_st
             raise NoAudioStreamError(f"{p}: has no audio stream (speech is needed for this)")
         aus = c.streams.audio[0]
         _check_codec(aus, p, "audio")
-        meta["video_start_s"] = float(_first_video_time(c) if video_start_s is None else video_start_s)
+        meta["video_start_s"] = float(first_video_time(p) if video_start_s is None else video_start_s)
         meta.update(rate=0, layout="", audio_start_s=0.0)
         resampler = None
         try:
@@ -519,11 +521,26 @@ class WrittenMedia:
     audio_end_s: float
 
 
+def audio_extent(path: PathLike) -> tuple[float, float]:
+    """Where the first audio stream starts and ends, in seconds from the first video frame
+    (every sample decoded: a container's listed duration can be wrong)."""
+    meta: dict = {}
+    got = 0
+    for x in _stream_audio(_check_path(path), meta, rate=SAMPLE_RATE, mono=True, video_start_s=None):
+        got += x.shape[1]
+    if got == 0:
+        raise EmptyMediaError(f"{path}: audio stream has no decodable samples")
+    a0 = meta.get("audio_start_s", 0.0) - meta.get("video_start_s", 0.0)
+    return a0, a0 + got / SAMPLE_RATE
+
+
 def verify_written(path: PathLike, *, expect_frames: int, expect_end_s: float, name: PathLike | None = None,
+                   audio_from_s: float = 0.0, audio_to_s: float | None = None,
                    frame_slack: int = 1, audio_slack_s: float = 0.1) -> WrittenMedia:
     """Decode every video frame and the whole audio of a just-written file and check it against
     its source: the same number of frames (± ``frame_slack``), the last frame at the source's
-    time (± one frame), and audio from the first frame to the last (± ``audio_slack_s``).
+    time (± one frame), and audio from ``audio_from_s`` to ``audio_to_s`` (default: from the
+    first frame to the end of the last; ± ``audio_slack_s``), the extent of the source's audio.
     Raises :class:`~speakerid.errors.OutputVerificationError` naming ``name`` (the target the
     file is for) and what is wrong."""
     import av
@@ -555,19 +572,16 @@ def verify_written(path: PathLike, *, expect_frames: int, expect_end_s: float, n
     if abs(t_last - expect_end_s) > max(frame_s, 0.001) + 1e-3:
         raise OutputVerificationError(f"{label}: the written file's last frame is at {t_last:.3f} s; "
                                       f"the source's is at {expect_end_s:.3f} s")
-    meta: dict = {}
-    got = 0
     try:
-        for x in _stream_audio(p, meta, rate=SAMPLE_RATE, mono=True, video_start_s=None):
-            got += x.shape[1]
-    except (av.error.FFmpegError, CorruptMediaError, NoAudioStreamError) as e:
+        a0, a1 = audio_extent(p)
+    except (av.error.FFmpegError, CorruptMediaError, NoAudioStreamError, EmptyMediaError) as e:
         raise OutputVerificationError(f"{label}: the written file's audio does not decode ({e})") from e
-    a0 = meta.get("audio_start_s", 0.0) - meta.get("video_start_s", 0.0)
-    a1 = a0 + got / SAMPLE_RATE
     video_end = t_last + frame_s
-    if got == 0 or a0 > audio_slack_s or a1 < video_end - audio_slack_s:
-        raise OutputVerificationError(f"{label}: the written file's audio covers {a0:.2f}–{a1:.2f} s of "
-                                      f"its 0–{video_end:.2f} s of video")
+    want0 = max(0.0, audio_from_s)
+    want1 = video_end if audio_to_s is None else min(video_end, audio_to_s)
+    if a0 > want0 + audio_slack_s or a1 < want1 - audio_slack_s:
+        raise OutputVerificationError(f"{label}: the written file's audio covers {a0:.2f}–{a1:.2f} s; it should "
+                                      f"cover {want0:.2f}–{want1:.2f} s of its 0–{video_end:.2f} s of video")
     return WrittenMedia(video_frames=n, video_end_s=t_last, audio_start_s=a0, audio_end_s=a1)
 
 
@@ -696,9 +710,17 @@ def stream_audio_native(path: PathLike, offset_ms: float = 0.0) -> NativeAudioSt
         raise EmptyMediaError(f"{p}: audio stream has no decodable samples") from None
     finally:
         gen.close()
-    return NativeAudioStream(path=p, sample_rate=int(meta["rate"]), layout=str(meta["layout"]),
-                             channels=int(first.shape[0]), video_start_s=float(meta["video_start_s"]),
-                             offset_ms=float(offset_ms))
+    channels = int(first.shape[0])
+    return NativeAudioStream(path=p, sample_rate=int(meta["rate"]), layout=_named_layout(str(meta["layout"]), channels),
+                             channels=channels, video_start_s=float(meta["video_start_s"]), offset_ms=float(offset_ms))
+
+
+def _named_layout(layout: str, channels: int) -> str:
+    """An encoder needs a named layout; containers such as AVI store only a channel count
+    ("1 channels")."""
+    if layout and not layout.endswith("channels"):
+        return layout
+    return {1: "mono", 2: "stereo"}.get(channels, "stereo")
 
 
 def shift_audio_pieces(pieces: Iterable[np.ndarray], sample_rate: int, offset_ms: float) -> Iterator[np.ndarray]:
@@ -734,7 +756,8 @@ def read_audio_native(path: PathLike) -> NativeAudio:
     dec = _decode_audio(p, rate=None, mono=False, video_start_s=None)
     if dec.samples is None:
         raise EmptyMediaError(f"{p}: audio stream has no decodable samples")
-    return NativeAudio(samples=np.ascontiguousarray(dec.aligned()), sample_rate=dec.rate, layout=dec.layout,
+    samples = np.ascontiguousarray(dec.aligned())
+    return NativeAudio(samples=samples, sample_rate=dec.rate, layout=_named_layout(dec.layout, samples.shape[0]),
                        video_start_s=dec.video_start_s)
 
 
@@ -777,7 +800,8 @@ def shift_audio(samples: np.ndarray, sample_rate: int, offset_ms: float) -> np.n
 
 
 _AUDIO_CODEC_FOR = {".webm": "libopus", ".ogg": "libopus", ".mkv": "aac", ".mp4": "aac", ".m4v": "aac",
-                    ".mov": "aac", ".ts": "aac", ".avi": "aac"}
+                    ".mov": "aac", ".ts": "aac",
+                    ".avi": "pcm_s16le"}  # AVI cannot hold the negative start of an encoder with priming (AAC, MP3)
 
 
 def _format_for(target: Path) -> str | None:

@@ -113,7 +113,8 @@ def render_speakers(video: str | os.PathLike, output: str | os.PathLike, result:
     :func:`~speakerid.speakers.detect_speakers` (computed here, with ``detect_kw``, when not
     given). Never writes over ``video``.
     """
-    from .media import check_output_path, iter_frames, probe, read_frame_times, require_audio, verify_written
+    from .media import (audio_extent, check_output_path, iter_frames, probe, read_frame_times, require_audio,
+                        verify_written)
     from .progress import silent
     from .speakers import detect_speakers
 
@@ -138,7 +139,9 @@ def render_speakers(video: str | os.PathLike, output: str | os.PathLike, result:
     need = 2 * Path(video).stat().st_size
     with atomic_output(output, protect=[video], overwrite=overwrite, need_bytes=need) as tmp:
         _encode(video, tmp, frames(), crf=crf)
-        verify_written(tmp, expect_frames=total, expect_end_s=float(times[-1]), name=output)
+        a0, a1 = audio_extent(video)  # the render's audio spans what the source's does
+        verify_written(tmp, expect_frames=total, expect_end_s=float(times[-1]), name=output, audio_from_s=a0,
+                       audio_to_s=a1)
     return Path(output)
 
 
@@ -200,9 +203,9 @@ def _encode(video: str | os.PathLike, tmp: Path, frames: Iterator, *, crf: int) 
 def _copied_audio(src, ias, oas) -> Iterator:
     """``src``'s audio packets, re-timed so that 0 is the first video frame (as the rendered
     frames are); packets wholly before that frame are dropped."""
-    from .media import _first_video_time, _open
+    from .media import _open, first_video_time
 
-    v0 = _first_video_time(src)
+    v0 = first_video_time(src.name)
     with _open(src.name) as c:
         a = c.streams.audio[0]
         shift = int(round(v0 / a.time_base))

@@ -299,7 +299,7 @@ def detect_speakers(video: str | os.PathLike, *, model: SyncNet | str | os.PathL
                     max_shift_frames: int = DEFAULT_MAX_SHIFT_FRAMES, search_frames: int = DEFAULT_SEARCH_FRAMES,
                     window_step: int = 1, exclusive: bool = True, decoder: str = DEFAULT_DECODER,
                     competition: float | None = None, detect_every: int = 3, detect_width: int = 512,
-                    device: str | None = None, progress: ProgressFn | None = None) -> SpeakerResult:
+                    detector=None, device: str | None = None, progress: ProgressFn | None = None) -> SpeakerResult:
     """Find every face in ``video`` and say, frame by frame, which of them is speaking.
 
     ``model``: a :class:`~speakerid.model.SyncNet`, a checkpoint path, or None for the packaged
@@ -311,7 +311,8 @@ def detect_speakers(video: str | os.PathLike, *, model: SyncNet | str | os.PathL
     k-th window (faster, coarser). ``exclusive``: at most one face speaking per frame.
     ``competition``: ``"threshold"`` decoder only, share of the best other face's positive score
     taken off each face's score (None: 0.5 when exclusive, 0 otherwise). ``detect_every`` /
-    ``detect_width``: face detector cadence and input width.
+    ``detect_width``: face detector cadence and input width. ``detector``: a face detector or a
+    backend's name (``"centerface"``, the default, or ``"retinaface"``).
 
     Raises :class:`~speakerid.errors.NoAudioStreamError` for a video without sound; a video
     without faces gives a result with no tracks.
@@ -334,7 +335,7 @@ def detect_speakers(video: str | os.PathLike, *, model: SyncNet | str | os.PathL
     net = resolve_model(model, device=device)
     # stream: each track's mouth windows are embedded while the faces stage decodes, so the
     # crops (12 KB per frame per face) are never all held
-    analysis = analyze_faces(video, detect_every=detect_every, detect_width=detect_width,
+    analysis = analyze_faces(video, detect_every=detect_every, detect_width=detect_width, detector=detector,
                              embed=VideoWindowEmbedder(net), embed_step=window_step,
                              crop_geometry=net.config.crop_geometry, progress=progress)
     # the audio streams too: decoded, turned into MFCC and embedded a piece at a time

@@ -389,7 +389,7 @@ def _stream_audio(video: PathLike, model, progress: ProgressFn = silent, duratio
 
 
 def _prepare_video(video: PathLike, model, *, analysis=None, progress: ProgressFn = silent,
-                   detect_every: int = 3) -> _Prepared:
+                   detect_every: int = 3, detector=None) -> _Prepared:
     """Faces and one video embedding per 0.2 s window of every track: embedded while the faces
     stage decodes (streaming; the mouth crops are not kept), or from the crops of a given
     ``analysis``."""
@@ -400,7 +400,7 @@ def _prepare_video(video: PathLike, model, *, analysis=None, progress: ProgressF
     c0 = time.process_time()
     streamed = VideoWindowEmbedder(model)
     if analysis is None:
-        analysis = analyze_faces(video, detect_every=detect_every, embed=streamed,
+        analysis = analyze_faces(video, detect_every=detect_every, detector=detector, embed=streamed,
                                  crop_geometry=model.config.crop_geometry, progress=progress)
     analysis.require_geometry(model.config.crop_geometry)
     # embedding time spent inside the faces pass counts as embedding, not as faces
@@ -773,7 +773,8 @@ def measure_sync(video: PathLike, *, search_ms: float = DEFAULT_SEARCH_MS, step_
                  aggregate: str = DEFAULT_AGGREGATE, segment_s: float = DEFAULT_SEGMENT_S,
                  drift_tolerance_ms: float = DRIFT_TOLERANCE_MS, min_confidence: float = MIN_CLIP_CONFIDENCE,
                  track: int | None = None, refine: bool = True, model=None, device: str | None = None,
-                 detect_every: int = 3, analysis=None, progress: ProgressFn | None = None) -> SyncResult:
+                 detect_every: int = 3, detector=None, analysis=None,
+                 progress: ProgressFn | None = None) -> SyncResult:
     """Measure the audio-to-lips offset of ``video``.
 
     ``search_ms``: offsets within ±this are searched (the clip must be at least
@@ -784,7 +785,8 @@ def measure_sync(video: PathLike, *, search_ms: float = DEFAULT_SEARCH_MS, step_
     this face track only (default: the face with the most lip-sync evidence, per shot).
     ``model``: a :class:`~speakerid.model.SyncNet` or a checkpoint path (default: packaged).
     ``analysis``: a :class:`~speakerid.faces.FaceAnalysis` of this same video to reuse (faces
-    are found and tracked when None).
+    are found and tracked when None). ``detector``: a face detector or a backend's name
+    (``"centerface"``, the default, or ``"retinaface"``).
 
     Raises NoVideoStreamError / NoAudioStreamError / TooShortError (and the media errors) for
     unusable input; returns a result with ``offset_ms=None`` when there is no face or no speech.
@@ -801,7 +803,8 @@ def measure_sync(video: PathLike, *, search_ms: float = DEFAULT_SEARCH_MS, step_
     # the audio first (seconds of CPU for an hour): a clip too short fails before the face pass
     audio = _stream_audio(video, m, progress, info.duration_s)
     _require_duration(video, info, audio, search_ms, "pass a smaller search range")
-    prep = _prepare_video(video, m, analysis=analysis, progress=progress, detect_every=detect_every)
+    prep = _prepare_video(video, m, analysis=analysis, progress=progress, detect_every=detect_every,
+                          detector=detector)
     return _measure(prep, audio, search_ms=search_ms, step_ms=step_ms, aggregate=aggregate, segment_s=segment_s,
                     drift_tolerance_ms=drift_tolerance_ms, min_confidence=min_confidence, track=track,
                     refine=refine, video_name=str(video), t_audio=audio.seconds, progress=progress)

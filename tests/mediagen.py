@@ -57,7 +57,7 @@ def write_media(path: Path, *, frame_times: list[float] | None = None, fps: floa
                 pix_fmt: str = "yuv420p", audio: np.ndarray | None = None, audio_rate: int = 16000,
                 acodec: str = "aac", audio_start_s: float = 0.0, video: bool = True,
                 images=None, time_base: Fraction | None = None, options: dict | None = None,
-                codec_options: dict | None = None) -> Path:
+                codec_options: dict | None = None, display_rotation: int | None = None) -> Path:
     """Write a test file. ``frame_times`` (s) gives each frame's presentation time (VFR);
     otherwise frames are at ``i / fps``. ``images``: an iterable of BGR frames to use instead of
     :func:`coded_image`. ``audio`` (mono float32) starts ``audio_start_s`` after the first frame."""
@@ -73,6 +73,8 @@ def write_media(path: Path, *, frame_times: list[float] | None = None, fps: floa
             vs.pix_fmt = pix_fmt
             if codec_options:
                 vs.options = codec_options
+            if display_rotation is not None:  # a phone's "turn on playback" display matrix
+                vs.set_display_rotation(display_rotation)
             vfr = len(set(np.round(np.diff(frame_times), 6).tolist())) > 1
             tb = time_base or (Fraction(1, 1000) if vfr else Fraction(1) / rate)
             vs.codec_context.time_base = tb

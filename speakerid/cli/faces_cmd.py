@@ -40,7 +40,7 @@ def _tracks(args) -> int:
     check_outputs(args, args.output)  # fail before the work, not after
     prog = progress_for(args)
     a = analyze_faces(args.video, detect_every=args.detect_every, detect_width=args.detect_width,
-                      crops=False, progress=prog)
+                      detector=args.detector, crops=False, progress=prog)
     prog.close()
     write_json_text(args, args.output or "-", json.dumps(a.to_dict(), indent=1))
     if not a.tracks:
@@ -61,7 +61,7 @@ def _crops(args) -> int:
         geometry = load_model(device="cpu").config.crop_geometry
     prog = progress_for(args)
     a = analyze_faces(args.video, detect_every=args.detect_every, detect_width=args.detect_width,
-                      crop_geometry=geometry, progress=prog)
+                      detector=args.detector, crop_geometry=geometry, progress=prog)
     prog.close()
     if not a.tracks:
         raise _no_face(args)

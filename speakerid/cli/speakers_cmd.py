@@ -70,7 +70,8 @@ def _detect(args):
     result = detect_speakers(args.video, model=args.model, threshold=args.threshold, smooth_frames=args.smooth,
                              max_shift_frames=args.max_shift, exclusive=not args.overlap, decoder=args.decoder,
                              competition=args.competition, detect_every=args.detect_every,
-                             detect_width=args.detect_width, device=args.device, progress=prog)
+                             detect_width=args.detect_width, detector=args.detector, device=args.device,
+                             progress=prog)
     prog.close()
     for w in result.warnings:
         print(f"speakerid: warning: {w}", file=sys.stderr)

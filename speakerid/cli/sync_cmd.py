@@ -57,7 +57,7 @@ def _sync(args) -> int:
     prog = progress_for(args)
     r = measure_sync(args.video, search_ms=args.search_ms, step_ms=args.step_ms, segment_s=args.segment_s,
                      track=args.track, model=args.model, device=args.device, detect_every=args.detect_every,
-                     progress=prog)
+                     detector=args.detector, progress=prog)
     prog.close()
     if args.plot:
         plot_sync(r, args.plot, overwrite=args.force)

@@ -23,7 +23,7 @@ from ..errors import NoVideoStreamError
 from ..media import MediaInfo, Timeline, iter_frames, probe, require_video
 from ..progress import ProgressFn, silent
 from ..rowstore import RowStore, StoredRows
-from .detector import CenterFaceDetector, Detection, FaceDetector, default_detector
+from .detector import DETECTORS, CenterFaceDetector, Detection, FaceDetector, default_detector, make_detector
 from .mouth import CROP_SIZE, DEFAULT_CROP_GEOMETRY, MIN_FACE_PX, check_geometry, crop_at, crop_mouth, track_geometry
 from .shots import ShotDetector
 from .tracking import ShotTracker, densify
@@ -202,7 +202,7 @@ def _default_threads() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
-def analyze_faces(video: str | os.PathLike, *, detector: FaceDetector | None = None,
+def analyze_faces(video: str | os.PathLike, *, detector: FaceDetector | str | None = None,
                   detect_every: int = 3, detect_width: int = 512, crops: bool = True,
                   embed: WindowEmbedFn | None = None, embed_step: int = 1,
                   max_gap_s: float = 0.5, smooth_s: float = 0.2, min_track_s: float = 0.2,
@@ -232,7 +232,8 @@ def analyze_faces(video: str | os.PathLike, *, detector: FaceDetector | None = N
     require_video(info)
     if not info.has_video:
         raise NoVideoStreamError(f"{video}: has no video stream")
-    detector = detector or default_detector(input_width=detect_width, threads=_default_threads())
+    if detector is None or isinstance(detector, str):  # a backend by name (default: CenterFace)
+        detector = make_detector(detector or DETECTORS[0], input_width=detect_width, threads=_default_threads())
     src_w, _src_h = info.display_size
     fps_guess = info.fps or 25.0
     max_gap = max(1, int(round(max_gap_s * fps_guess)))

