@@ -73,14 +73,15 @@ def run_command(cmd: str, video: Path, out_dir: Path) -> dict:
            "error": stderr.strip().splitlines()[-1] if p.returncode and stderr.strip() else "",
            "traceback": "Traceback" in stderr}
     if p.returncode == 0:
-        from speakerid.media import read_frame_times, verify_written
+        from speakerid.media import audio_extent, read_frame_times, verify_written
 
         if cmd in ("fix", "render"):
             out = o.with_suffix(video.suffix if cmd == "fix" else ".mp4")
             t = read_frame_times(video)
+            # a repair's audio covers the whole video; a render's, what the source's covers
+            a0, a1 = (0.0, None) if cmd == "fix" else audio_extent(video)
             try:
-                verify_written(out, expect_frames=t.size, expect_end_s=float(t[-1]),
-                               audio_from_s=0.0 if cmd == "fix" else -1.0)
+                verify_written(out, expect_frames=t.size, expect_end_s=float(t[-1]), audio_from_s=a0, audio_to_s=a1)
                 row["output_ok"] = True
             except Exception as e:  # reported in the table, not raised
                 row["output_ok"] = False

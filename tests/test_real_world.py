@@ -81,6 +81,23 @@ def test_moving_mean_keeps_the_length_of_short_series():
             assert np.all(np.isfinite(y))
 
 
+def test_every_smoothing_takes_one_and_two_window_tracks():
+    from types import SimpleNamespace
+
+    from speakerid.speakers import _nan_moving_mean
+    from speakerid.sync import _speaker_windows
+
+    for n in (0, 1, 2, 5):
+        x = np.full((n, 3), 0.5)
+        assert _nan_moving_mean(x, 25).shape == (n, 3)
+    rng = np.random.default_rng(0)
+    # a long track, a one-window track and a two-window track, all overlapping in time
+    per_track = [(SimpleNamespace(starts=np.arange(s, s + n)), rng.random((n, 41)).astype(np.float32), None)
+                 for s, n in ((0, 60), (10, 1), (30, 2))]
+    keep = _speaker_windows(per_track, num_frames=80, smooth_windows=25)
+    assert [k.shape for k in keep] == [(60,), (1,), (2,)]
+
+
 def test_sync_with_a_passer_by_face(brief_face, model):
     from speakerid.faces import analyze_faces
 

@@ -11,7 +11,7 @@ import pytest
 import stress_corpus
 from conftest import GRID_CLIP, sha256
 from speakerid.cli import main
-from speakerid.media import probe, read_frame_times, verify_written
+from speakerid.media import audio_extent, probe, read_frame_times, verify_written
 
 TOL_MS = 40
 COMMANDS = ("sync", "fix", "speakers", "render", "tracks")
@@ -36,9 +36,12 @@ def _run(capsys, *args) -> tuple[int, str, str]:
     return rc, cap.out, cap.err
 
 
-def _check_decodes(src: Path, out: Path) -> None:
+def _check_decodes(src: Path, out: Path, *, source_audio: bool = False) -> None:
+    """Every frame of ``out`` decodes, as many as ``src`` has, and its audio covers the video
+    (``source_audio``: covers what ``src``'s audio covers, as a render keeps it)."""
     t = read_frame_times(src)
-    verify_written(out, expect_frames=t.size, expect_end_s=float(t[-1]))
+    a0, a1 = audio_extent(src) if source_audio else (0.0, None)
+    verify_written(out, expect_frames=t.size, expect_end_s=float(t[-1]), audio_from_s=a0, audio_to_s=a1)
 
 
 @pytest.mark.parametrize("case", stress_corpus.CASES, ids=[c.name for c in stress_corpus.CASES])
@@ -72,7 +75,7 @@ def test_every_command_on_the_stress_corpus(case, corpus, tmp_path, capsys):
             assert r["tracks"] and r["segments"], r
             assert o.with_suffix(".rttm").read_text().startswith("SPEAKER ")
         elif cmd == "render":
-            _check_decodes(video, o.with_suffix(".mp4"))
+            _check_decodes(video, o.with_suffix(".mp4"), source_audio=True)
         else:
             assert json.loads(o.with_suffix(".json").read_text())["tracks"]
     assert sha256(video) == before
