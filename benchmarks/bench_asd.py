@@ -129,6 +129,7 @@ def main(argv=None) -> int:
     ap.add_argument("--max-shift", type=int, default=DEFAULT_MAX_SHIFT_FRAMES)
     ap.add_argument("--window-step", type=int, default=1)
     ap.add_argument("--detect-every", type=int, default=3)
+    ap.add_argument("--detector", default="retinaface", help="face detector backend (centerface, retinaface)")
     ap.add_argument("--overlap", action="store_true", help="allow several faces speaking at once (not exclusive)")
     ap.add_argument("--competition", type=float, default=None,
                     help="share of the best other face's score taken off each face's (default: the library's)")
@@ -165,7 +166,8 @@ def main(argv=None) -> int:
     for name in names:
         path = bench / name
         lab = labels[name]
-        cached = a.faces_cache / f"{name}.d{a.detect_every}{tag}.pkl" if a.faces_cache else None
+        det_tag = "" if a.detector == "retinaface" else f".{a.detector}"
+        cached = a.faces_cache / f"{name}.d{a.detect_every}{tag}{det_tag}.pkl" if a.faces_cache else None
         t0 = time.perf_counter()
         if cached is not None and cached.exists():
             # faces and audio do not depend on the SyncNet weights (crops kept, nothing streamed)
@@ -175,7 +177,7 @@ def main(argv=None) -> int:
             info = probe(path)
             require_video(info)
             require_audio(info)
-            fa = analyze_faces(path, detect_every=a.detect_every, crop_geometry=geometry)
+            fa = analyze_faces(path, detect_every=a.detect_every, crop_geometry=geometry, detector=a.detector)
             audio = read_audio(path, video_start_s=info.video_start_s)
             if cached is not None:
                 cached.parent.mkdir(parents=True, exist_ok=True)

@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--every", type=int, nargs="+", default=[3], help="detect_every values to try")
     ap.add_argument("--width", type=int, nargs="+", default=[512], help="detect_width values to try")
     ap.add_argument("--threads", type=int, default=2, help="threads for the detector")
-    ap.add_argument("--detector", nargs="+", default=["centerface"], help="detector backends to compare")
+    ap.add_argument("--detector", nargs="+", default=["retinaface"], help="detector backends to compare")
     ap.add_argument("--out", type=Path, help="write the figures here as JSON")
     a = ap.parse_args(argv)
 

@@ -131,6 +131,7 @@ def run(args) -> dict:
     preps = {}
     geometry = model.config.crop_geometry
     tag = "" if geometry == "mouth" else f".{geometry}"  # crops are cut the way the model was trained
+    tag += "" if args.detector == "retinaface" else f".{args.detector}"
     for n_i, name in enumerate(names):
         path = args.bench / name
         t0 = time.perf_counter()
@@ -146,9 +147,9 @@ def run(args) -> dict:
             from speakerid.faces import analyze_faces
 
             t_f = time.perf_counter()
-            analysis = analyze_faces(path, crop_geometry=geometry)
+            analysis = analyze_faces(path, crop_geometry=geometry, detector=args.detector)
             faces_s = time.perf_counter() - t_f
-        prep = _prepare_video(path, model, analysis=analysis)
+        prep = _prepare_video(path, model, analysis=analysis, detector=args.detector)
         if cached is not None and not cached.exists():
             cached.parent.mkdir(parents=True, exist_ok=True)
             cached.write_bytes(pickle.dumps((prep.analysis, faces_s)))
@@ -336,6 +337,7 @@ def main(argv=None) -> int:
     ap.add_argument("--weights", help="checkpoint (default: the packaged weights)")
     ap.add_argument("--limit", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--detector", default="retinaface", help="face detector backend (centerface, retinaface)")
     ap.add_argument("--out", type=Path, help="write the figures and per-clip results as JSON here")
     ap.add_argument("--faces-cache", type=Path, help="keep each clip's face analysis here and reuse it on later runs "
                     "(faces do not depend on the weights; their timing is kept from the run that made them)")

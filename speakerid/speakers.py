@@ -312,7 +312,7 @@ def detect_speakers(video: str | os.PathLike, *, model: SyncNet | str | os.PathL
     ``competition``: ``"threshold"`` decoder only, share of the best other face's positive score
     taken off each face's score (None: 0.5 when exclusive, 0 otherwise). ``detect_every`` /
     ``detect_width``: face detector cadence and input width. ``detector``: a face detector or a
-    backend's name (``"centerface"``, the default, or ``"retinaface"``).
+    backend's name (``"retinaface"``, the default, or ``"centerface"``).
 
     Raises :class:`~speakerid.errors.NoAudioStreamError` for a video without sound; a video
     without faces gives a result with no tracks.

@@ -58,6 +58,7 @@ from .features import (
     min_duration_s,
 )
 from .progress import ProgressFn, silent
+from .reliability import RELIABLE_P, p_correct, sync_evidence, unreliable_reasons
 from .smoothing import centred_mean
 
 PathLike = str | os.PathLike
@@ -201,6 +202,16 @@ class SyncResult:
     model: str
     """Fingerprint of the SyncNet weights used."""
     timings: dict = field(default_factory=dict)
+    p_correct: float | None = None
+    """Probability that ``offset_ms`` is within ±40 ms of the truth (a source's own offset
+    aside), calibrated on shifted clips of held-apart people (:mod:`speakerid.reliability`);
+    None without an offset."""
+    reliable: bool = False
+    """``p_correct`` reaches :data:`~speakerid.reliability.RELIABLE_P`: an answer to act on.
+    An offset that is not reliable is a best guess; ``unreliable_because`` says why."""
+    unreliable_because: list[str] = field(default_factory=list)
+    evidence: dict = field(default_factory=dict)
+    """The features ``p_correct`` is computed from (confidence, second_peak, windows, span)."""
 
     @property
     def ok(self) -> bool:
@@ -221,7 +232,10 @@ class SyncResult:
             rel = "in sync"
         else:
             rel = f"audio {'leads' if o < 0 else 'lags'} the video by {abs(o):.0f} ms"
-        return (f"{self.video}: offset {o:+.0f} ms ({rel}), confidence {self.confidence:.3f}, "
+        trust = ("reliable" if self.reliable else "NOT RELIABLE, a best guess: " + "; ".join(self.unreliable_because))
+        if self.p_correct is not None:
+            trust += f" (p_correct {self.p_correct:.2f})"
+        return (f"{self.video}: offset {o:+.0f} ms ({rel}), confidence {self.confidence:.3f}, {trust}, "
                 f"face track {self.track_id}" + (" — DRIFT: offsets differ by "
                                                  f"{self.drift_range_ms:.0f} ms between segments" if self.drift else "")
                 + (f" — at the edge of the ±{self.search_ms:.0f} ms search: the offset may be larger, measure "
@@ -233,6 +247,9 @@ class SyncResult:
             "video": self.video, "status": self.status, "message": self.message,
             "offset_ms": None if self.offset_ms is None else round(self.offset_ms, 1),
             "confidence": round(self.confidence, 4),
+            "p_correct": None if self.p_correct is None else round(self.p_correct, 4),
+            "reliable": self.reliable, "unreliable_because": list(self.unreliable_because),
+            "evidence": self.evidence,
             "candidate_ms": None if self.candidate_ms is None else round(self.candidate_ms, 1),
             "convention": "offset_ms = t_audio - t_video; negative = audio leads the video",
             "track_id": self.track_id, "track_ids": self.track_ids,
@@ -763,10 +780,19 @@ def _measure(prep: _Prepared, audio: np.ndarray | _Audio, *, search_ms: float, s
         status = "low_confidence"
         msg = (f"no clear lip-sync evidence (confidence {agg.confidence:.3f} < {min_confidence:.3f}): "
                "no speech from a visible face, or the face is not the one speaking")
-    return SyncResult(status=status, message=msg, offset_ms=float(agg.offset_ms) if confident else None,
-                      confidence=float(agg.confidence), candidate_ms=agg.offset_ms, track_id=main_track,
-                      track_ids=used_ids, tracks=track_rows, curve=agg.curve, windows=windows, window_curves=curves,
-                      segments=segments, drift=drift, drift_range_ms=drift_range, timings=timings, **base)
+    offset = float(agg.offset_ms) if confident else None
+    ev = sync_evidence(agg.curve, shifts_ms, offset, agg.confidence, agg.weights, duration, need)
+    p = p_correct(ev) if offset is not None else None
+    reliable = p is not None and p >= RELIABLE_P and not drift
+    because = [] if reliable or p is None else (["the offset drifts along the video"] if drift else
+                                                 unreliable_reasons(ev, p))
+    return SyncResult(status=status, message=msg, offset_ms=offset, confidence=float(agg.confidence),
+                      candidate_ms=agg.offset_ms, track_id=main_track, track_ids=used_ids, tracks=track_rows,
+                      curve=agg.curve, windows=windows, window_curves=curves, segments=segments, drift=drift,
+                      drift_range_ms=drift_range, timings=timings, p_correct=p, reliable=reliable,
+                      unreliable_because=because,
+                      evidence={"confidence": round(ev.confidence, 4), "second_peak": round(ev.second_peak, 4),
+                                "windows": ev.windows, "span": round(ev.span, 3)}, **base)
 
 
 def measure_sync(video: PathLike, *, search_ms: float = DEFAULT_SEARCH_MS, step_ms: float = STEP_MS,
@@ -786,7 +812,7 @@ def measure_sync(video: PathLike, *, search_ms: float = DEFAULT_SEARCH_MS, step_
     ``model``: a :class:`~speakerid.model.SyncNet` or a checkpoint path (default: packaged).
     ``analysis``: a :class:`~speakerid.faces.FaceAnalysis` of this same video to reuse (faces
     are found and tracked when None). ``detector``: a face detector or a backend's name
-    (``"centerface"``, the default, or ``"retinaface"``).
+    (``"retinaface"``, the default, or ``"centerface"``).
 
     Raises NoVideoStreamError / NoAudioStreamError / TooShortError (and the media errors) for
     unusable input; returns a result with ``offset_ms=None`` when there is no face or no speech.

@@ -392,3 +392,38 @@ def test_existing_file_refused_by_the_api_too(tmp_path):
         with atomic_output(out, overwrite=False) as tmp:
             tmp.write_text("new")
     assert out.read_text() == "keep"
+
+
+# 11. the install leaves room for the tools users run beside it ------------------------------------
+
+def _closure(name: str) -> dict:
+    """speakerid's installed dependency closure: distribution name → its requirements."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+
+    seen: dict = {}
+    todo = [name]
+    while todo:
+        n = todo.pop()
+        key = n.lower().replace("_", "-")
+        if key in seen:
+            continue
+        try:
+            reqs = [Requirement(r) for r in (metadata.requires(n) or [])]
+        except metadata.PackageNotFoundError:
+            continue
+        reqs = [r for r in reqs if r.marker is None or r.marker.evaluate({"extra": ""})]
+        seen[key] = reqs
+        todo += [r.name for r in reqs]
+    return seen
+
+
+def test_no_installed_dependency_holds_numpy_below_2():
+    # pyannote.core, pyannote.database and pandas take numpy 2; a pin below it (norfair 2.3 had
+    # one) made pip backtrack through opencv wheels and left `pip check` failing beside them
+    closure = _closure("speakerid")
+    assert "torch" in closure and "av" in closure
+    pinned = [(dist, str(r)) for dist, reqs in closure.items() for r in reqs
+              if r.name.lower() == "numpy" and not r.specifier.contains("2.4.0")]
+    assert pinned == []

@@ -264,7 +264,8 @@ def test_scoring_in_small_blocks_from_audio_pieces_is_the_same(clip30, monkeypat
     pieces = (audio[i:i + 1234] for i in range(0, audio.size, 1234))
     blocked = score_faces(analysis, pieces, net)
     assert blocked.offset_ms == whole.offset_ms and len(blocked.tracks) == len(whole.tracks) == 3
-    assert blocked.diagnostics["null"] == pytest.approx(whole.diagnostics["null"], rel=1e-5)
+    # float32 sums in another order: the null mean (~0.004) agrees to ~1e-7 absolute
+    assert blocked.diagnostics["null"] == pytest.approx(whole.diagnostics["null"], rel=1e-4, abs=1e-6)
     for b, w in zip(blocked.tracks, whole.tracks, strict=True):
         assert b.offset_ms == w.offset_ms
         np.testing.assert_allclose(b.scores, w.scores, atol=1e-4)

@@ -23,8 +23,8 @@ def add_model_args(p) -> None:
 
 
 def add_face_args(p) -> None:
-    p.add_argument("--detector", choices=("centerface", "retinaface"), default="centerface",
-                   help="face detector (default centerface; docs/design.md compares them)")
+    p.add_argument("--detector", choices=("retinaface", "centerface"), default="retinaface",
+                   help="face detector (default retinaface; docs/design.md compares them)")
     p.add_argument("--detect-every", type=int, default=3, help="run the face detector every N frames (default 3)")
     p.add_argument("--detect-width", type=int, default=512, help="face detector input width in pixels (default 512)")
 

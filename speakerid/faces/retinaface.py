@@ -7,8 +7,7 @@ five landmarks; anchors of 10–256 px at strides 8, 16 and 32. Its weights (``m
 1.7 MB, MIT, trained on WIDER FACE by the Pytorch_Retinaface author) ship in the package as
 ``weights/retinaface_mnet025.pt`` (credited in NOTICE), or can be given as a path.
 
-Select it with ``analyze_faces(..., detector=RetinaFaceDetector())`` or ``--detector retinaface``;
-docs/design.md compares it with CenterFace, the default.
+It is the default detector: docs/design.md compares it with CenterFace.
 """
 from __future__ import annotations
 
