@@ -85,6 +85,29 @@ def measure(args) -> list[dict]:
                 print(f"[{ci + 1}/{len(clips)}] {clip.name[:50]} {length:.1f} s: "
                       + " ".join("—" if r["offset_ms"] is None else f"{r['offset_ms'] - r['truth_ms']:+.0f}"
                                  for r in rows[-args.per_length:]), file=sys.stderr, flush=True)
+                # harder evidence: the shifted speech under another person's (babble at snr_db)
+                from speakerid.media import shift_audio
+
+                others = [c for c in clips if identity(c.name) != identity(clip.name)]
+                own = audio[: int(round(length * 16000))].astype(np.float32)
+                for k in range(args.noisy):
+                    truth = float(rng.integers(-70, 71) * 10)
+                    b = audios[others[int(rng.integers(len(others)))].name]
+                    b = np.tile(b, own.size // max(b.size, 1) + 1)[: own.size]
+                    snr = float(rng.uniform(*args.snr_db))
+                    gain = np.sqrt(np.mean(own ** 2) / max(np.mean(b ** 2), 1e-12)) / 10 ** (snr / 20)
+                    mix = shift_audio(own, 16000, -truth) + gain * b
+                    mix = (mix / max(1.0, float(np.abs(mix).max()))).astype(np.float32)
+                    nz = tmp / f"noisy_{ci}_{length:.1f}_{k}.mp4"
+                    remux_with_audio(cut, nz, NativeAudio(samples=mix[None], sample_rate=16000, layout="mono",
+                                                          video_start_s=0.0))
+                    r = measure_sync(nz, model=model, analysis=fa)
+                    rows.append({"clip": clip.name, "identity": identity(clip.name),
+                                 "group": "final" if identity(clip.name) in FINAL_GROUP else "tuning",
+                                 "length_s": round(length, 2), "truth_ms": truth, "snr_db": round(snr, 1),
+                                 "offset_ms": r.offset_ms, "candidate_ms": r.candidate_ms, "status": r.status,
+                                 "evidence": r.evidence})
+                    nz.unlink()
                 # the same mouths against other people's speech: no offset is right
                 others = [c for c in clips if identity(c.name) != identity(clip.name)]
                 for k in range(args.mismatched):
@@ -108,8 +131,8 @@ def measure(args) -> list[dict]:
 def label(rows: list[dict]) -> None:
     """``right``: within ±40 ms of the truth after the clip's own offset."""
     by_clip: dict[str, list[float]] = {}
-    for r in rows:
-        if r["offset_ms"] is not None and r["truth_ms"] is not None:
+    for r in rows:  # the clip's own offset, from its clean copies
+        if r["offset_ms"] is not None and r["truth_ms"] is not None and "snr_db" not in r:
             by_clip.setdefault(r["clip"], []).append(r["offset_ms"] - r["truth_ms"])
     own = {c: float(np.median(e)) for c, e in by_clip.items()}
     for r in rows:
@@ -144,15 +167,16 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-2, iters: int = 50
     return w
 
 
-def report(rows: list[dict], w: np.ndarray, thr: float, group: str) -> dict:
+def report(rows: list[dict], w: np.ndarray, thr: float, group: str, noisy: bool | None = None) -> dict:
     mm = [r for r in rows if r["group"] == group and r["truth_ms"] is None]
-    sel = [r for r in rows if r["group"] == group and r["truth_ms"] is not None]
+    sel = [r for r in rows if r["group"] == group and r["truth_ms"] is not None and (noisy is None or
+                                                                                    ("snr_db" in r) == noisy)]
     ans = [r for r in sel if r["offset_ms"] is not None]
     p = [1 / (1 + math.exp(-(w[0] + np.dot(w[1:], features(r))))) for r in ans]
     rel = [r for r, q in zip(ans, p) if q >= thr]
     wrong_rel = [r for r in rel if not r["right"]]
     far_rel = [r for r in rel if abs(r["error_ms"]) > 200]
-    out = {"group": group, "clips": len({r["clip"] for r in sel}), "measurements": len(sel), "answered": len(ans),
+    out = {"group": group, "audio": {None: "all", False: "clean", True: "babble"}[noisy], "clips": len({r["clip"] for r in sel}), "measurements": len(sel), "answered": len(ans),
            "right_pct": 100 * np.mean([r["right"] for r in ans]) if ans else float("nan"),
            "reliable": len(rel), "reliable_pct_of_all": 100 * len(rel) / max(len(sel), 1),
            "right_among_reliable_pct": 100 * (1 - len(wrong_rel) / max(len(rel), 1)),
@@ -173,6 +197,8 @@ def main(argv=None) -> int:
     ap.add_argument("--rows", type=Path, required=True, help="measurements (written, or read with --fit-only)")
     ap.add_argument("--fit-only", action="store_true")
     ap.add_argument("--per-length", type=int, default=6, help="shifted copies per clip and length")
+    ap.add_argument("--noisy", type=int, default=4, help="shifted copies under babble per clip and length")
+    ap.add_argument("--snr-db", type=float, nargs=2, default=(-5.0, 5.0), help="babble SNR range (dB)")
     ap.add_argument("--mismatched", type=int, default=2, help="copies with another person's audio per clip and length")
     ap.add_argument("--seed", type=int, default=5)
     ap.add_argument("--precision", type=float, default=0.99, help="right among reliable, on the tuning group")
@@ -199,7 +225,8 @@ def main(argv=None) -> int:
           + "}")
     print(f"RELIABLE_P = {thr:.2f}")
     for g in ("tuning", "final"):
-        print(json.dumps(report(rows, w, thr, g)))
+        for noisy in (False, True, None):
+            print(json.dumps(report(rows, w, thr, g, noisy)))
     return 0
 
 

@@ -55,7 +55,7 @@ def extra_cases(long_minutes: float) -> list[StressCase]:
 def run_command(cmd: str, video: Path, out_dir: Path) -> dict:
     o = out_dir / f"{video.stem}.{cmd}"
     args = {"sync": ["sync", video, "--json", o.with_suffix(".json")],
-            "fix": ["fix", video, "-o", o.with_suffix(video.suffix)],
+            "fix": ["fix", video, "-o", o.with_suffix(video.suffix), "--accept-unreliable"],
             "speakers": ["speakers", video, "--json", o.with_suffix(".json"), "--rttm", o.with_suffix(".rttm")],
             "render": ["render", video, "-o", o.with_suffix(".mp4")],
             "tracks": ["tracks", video, "-o", o.with_suffix(".json")]}[cmd]

@@ -880,7 +880,7 @@ def shift_sync(video: PathLike, out: PathLike, offset_ms: float, *, overwrite: b
 
 def repair_sync(video: PathLike, out: PathLike, offset_ms: float | None = None, *, search_ms: float = DEFAULT_SEARCH_MS,
                 overwrite: bool = False, remeasure: bool = True, model=None, device: str | None = None,
-                progress: ProgressFn | None = None, **measure_kw) -> RepairResult:
+                accept_unreliable: bool = False, progress: ProgressFn | None = None, **measure_kw) -> RepairResult:
     """Write ``out``: ``video`` with its audio shifted to undo ``offset_ms`` (measured when None).
 
     The video stream is copied (not re-encoded) where the container allows; the audio is
@@ -889,7 +889,8 @@ def repair_sync(video: PathLike, out: PathLike, offset_ms: float | None = None, 
     again and its residual offset reported (the faces and video embeddings are reused when the
     video was copied bit for bit — only the audio changed).
 
-    Raises NoFaceError / NoSyncEvidenceError when no offset is given and none can be measured.
+    Raises NoFaceError / NoSyncEvidenceError when no offset is given and none can be measured, or
+    the measured one is not reliable (``accept_unreliable`` applies it all the same).
     """
     from .media import (check_output_path, probe, read_frame_times, remux_with_audio, require_audio, require_video,
                         stream_audio_native, verify_written)
@@ -928,6 +929,11 @@ def repair_sync(video: PathLike, out: PathLike, offset_ms: float | None = None, 
             if measured.status == "no_face":
                 raise NoFaceError(f"{video}: cannot repair: {measured.message}")
             raise NoSyncEvidenceError(f"{video}: cannot repair: {measured.message} (pass an offset to apply it anyway)")
+        if not measured.reliable and not accept_unreliable:
+            raise NoSyncEvidenceError(
+                f"{video}: cannot repair: the measured offset {measured.offset_ms:+.0f} ms is not reliable "
+                f"(p_correct {measured.p_correct:.2f}: {'; '.join(measured.unreliable_because)}); pass "
+                "accept_unreliable=True (--accept-unreliable) to apply it anyway, or give the offset")
         offset_ms = measured.offset_ms
     source_times = prep.analysis.timeline.source_times if prep is not None else read_frame_times(video)
     residual = None

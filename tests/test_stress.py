@@ -52,7 +52,8 @@ def test_every_command_on_the_stress_corpus(case, corpus, tmp_path, capsys):
     for cmd in COMMANDS:
         o = tmp_path / cmd
         args = {"sync": ["sync", video, "--json", o.with_suffix(".json")],
-                "fix": ["fix", video, "-o", o.with_suffix(video.suffix)],
+                # the layouts are under test here, not the evidence: an 8 kHz clip is right but not reliable
+                "fix": ["fix", video, "-o", o.with_suffix(video.suffix), "--accept-unreliable"],
                 "speakers": ["speakers", video, "--json", o.with_suffix(".json"), "--rttm", o.with_suffix(".rttm")],
                 "render": ["render", video, "-o", o.with_suffix(".mp4")],
                 "tracks": ["tracks", video, "-o", o.with_suffix(".json")]}[cmd]

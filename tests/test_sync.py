@@ -290,3 +290,54 @@ def test_streamed_audio_reports_progress_every_ten_seconds():
     tap = _LoudnessTap((np.zeros(7000, np.float32) for _ in range(60)), on_seconds=seen.append)  # 26.25 s
     assert sum(x.size for x in tap) == 420_000 and tap.silent
     assert [int(s) for s in seen] == [10, 20]
+
+
+# --- how far to trust an offset -----------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def other_voice(tmp_path_factory):
+    """The GRID clip's video (copied bit for bit) with another person's speech from the bundled
+    example: a face and speech, but no offset is right."""
+    import speakerid.examples as examples
+    from speakerid.media import NativeAudio, remux_with_audio
+
+    a = read_audio(examples.path("interview_grid"))[: 3 * 16000].astype(np.float32)
+    p = tmp_path_factory.mktemp("other_voice") / "grid_other_voice.mp4"
+    remux_with_audio(CLIP, p, NativeAudio(samples=a[None], sample_rate=16000, layout="mono", video_start_s=0.0))
+    return p
+
+
+def test_a_clear_offset_is_marked_reliable(shifted, analysis, model):
+    from speakerid.reliability import RELIABLE_P
+
+    r = measure_sync(shifted[120], model=model, analysis=analysis)
+    assert r.reliable and r.p_correct >= RELIABLE_P and r.unreliable_because == []
+    d = r.to_dict()
+    assert d["reliable"] is True and d["p_correct"] == pytest.approx(r.p_correct, abs=1e-4)
+    assert set(d["evidence"]) == {"confidence", "second_peak", "windows", "span"}
+    assert "reliable (p_correct" in r.describe()
+
+
+def test_another_persons_voice_is_not_marked_reliable(other_voice, analysis, model, tmp_path):
+    r = measure_sync(other_voice, model=model, analysis=analysis)
+    assert r.offset_ms is not None  # an arg-min exists, as it does for any audio
+    assert not r.reliable and r.p_correct < 0.5 and r.unreliable_because
+    assert "NOT RELIABLE" in r.describe()
+    # fix will not apply a guess unless told to
+    from speakerid.errors import NoSyncEvidenceError
+
+    with pytest.raises(NoSyncEvidenceError, match="not reliable"):
+        repair_sync(other_voice, tmp_path / "fixed.mp4", model=model)
+    assert not (tmp_path / "fixed.mp4").exists()
+    rr = repair_sync(other_voice, tmp_path / "fixed.mp4", model=model, accept_unreliable=True, remeasure=False)
+    assert rr.applied_offset_ms == pytest.approx(r.offset_ms)
+
+
+def test_p_correct_grows_with_evidence():
+    from speakerid.reliability import SyncEvidence, p_correct
+
+    weak = SyncEvidence(confidence=0.15, second_peak=0.9, windows=20, span=1.9)
+    strong = SyncEvidence(confidence=0.6, second_peak=0.3, windows=200, span=5.0)
+    assert 0 <= p_correct(weak) < 0.5 < p_correct(strong) <= 1
+    assert p_correct(SyncEvidence(0.3, 0.5, 200, 5.0)) > p_correct(SyncEvidence(0.3, 0.5, 30, 5.0))
+    assert p_correct(SyncEvidence(0.3, 0.2, 80, 5.0)) > p_correct(SyncEvidence(0.3, 0.9, 80, 5.0))

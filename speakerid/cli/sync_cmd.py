@@ -40,6 +40,8 @@ def register(sub) -> None:
     p.add_argument("-o", "--output", required=True, help="file to write (never the input)")
     p.add_argument("--offset-ms", type=float, help="apply this offset instead of measuring it")
     p.add_argument("--no-remeasure", action="store_true", help="do not measure the output's residual offset")
+    p.add_argument("--accept-unreliable", action="store_true",
+                   help="repair with a measured offset even when it is not marked reliable")
     add_json_arg(p, "the report")
     _add_measure_args(p)
     add_model_args(p)
@@ -86,7 +88,7 @@ def _fix(args) -> int:
     rr = repair_sync(args.video, args.output, offset_ms=args.offset_ms, search_ms=args.search_ms,
                      step_ms=args.step_ms, segment_s=args.segment_s, track=args.track,
                      overwrite=args.force, remeasure=not args.no_remeasure, model=args.model, device=args.device,
-                     progress=prog)
+                     accept_unreliable=args.accept_unreliable, progress=prog)
     prog.close()
     if args.json:
         write_json_text(args, args.json, json.dumps(rr.to_dict(), indent=1))
