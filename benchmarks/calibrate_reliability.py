@@ -22,7 +22,6 @@ import math
 import re
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -47,9 +46,16 @@ def identity(name: str) -> str:
     return m.group(0) if m else Path(name).stem
 
 
+def _tiled(a: np.ndarray, n: int) -> np.ndarray:
+    return np.tile(a, n // max(a.size, 1) + 1)[:n].astype(np.float32)
+
+
 def measure(args) -> list[dict]:
+    """Every measurement: per clip and length, ``per_length`` clean shifted copies, ``noisy``
+    shifted copies under another person's speech, ``mismatched`` copies with another person's
+    speech alone."""
     from speakerid.faces import analyze_faces
-    from speakerid.media import NativeAudio, iter_frames, probe, read_audio, remux_with_audio, write_video
+    from speakerid.media import NativeAudio, iter_frames, probe, read_audio, remux_with_audio, shift_audio, write_video
     from speakerid.model import load_model
     from speakerid.sync import measure_sync, shift_sync
 
@@ -60,71 +66,60 @@ def measure(args) -> list[dict]:
     audios = {c.name: read_audio(c) for c in clips}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
+
+        def with_audio(cut: Path, fa, samples: np.ndarray, name: str):
+            """``cut``'s video stream (copied: its face analysis holds) with ``samples`` (16 kHz)."""
+            p = tmp / name
+            remux_with_audio(cut, p, NativeAudio(samples=samples[None], sample_rate=16000, layout="mono",
+                                                 video_start_s=0.0))
+            try:
+                return measure_sync(p, model=model, analysis=fa)
+            finally:
+                p.unlink()
+
         for ci, clip in enumerate(clips):
             info = probe(clip)
             frames = [f.image for f in iter_frames(clip)]
-            audio = read_audio(clip)
+            audio = audios[clip.name]
             full = len(frames) / info.fps
+            others = [c for c in clips if identity(c.name) != identity(clip.name)]
+
+            def row(length, r, **extra):
+                return {"clip": clip.name, "identity": identity(clip.name),
+                        "group": "final" if identity(clip.name) in FINAL_GROUP else "tuning",
+                        "length_s": round(length, 2), **extra, "offset_ms": r.offset_ms,
+                        "candidate_ms": r.candidate_ms, "status": r.status, "evidence": r.evidence}
+
             for length in sorted({min(3.0, full), min(5.0, full), full}):
-                n = int(round(length * info.fps))
+                need = int(round(length * 16000))
                 cut = tmp / f"cut_{ci}_{length:.1f}.mp4"
-                write_video(cut, frames[:n], info.fps, audio=audio[: int(round(length * 16000))])
+                write_video(cut, frames[: int(round(length * info.fps))], info.fps, audio=audio[:need])
                 fa = analyze_faces(cut, crop_geometry=model.config.crop_geometry)
                 for k in range(args.per_length):
                     truth = float(rng.integers(-70, 71) * 10)
                     shifted = tmp / f"shift_{ci}_{length:.1f}_{k}.mp4"
                     shift_sync(cut, shifted, truth, overwrite=True)
-                    t0 = time.perf_counter()
-                    r = measure_sync(shifted, model=model, analysis=fa)
-                    rows.append({"clip": clip.name, "identity": identity(clip.name),
-                                 "group": "final" if identity(clip.name) in FINAL_GROUP else "tuning",
-                                 "length_s": round(length, 2), "truth_ms": truth, "offset_ms": r.offset_ms,
-                                 "candidate_ms": r.candidate_ms, "status": r.status, "evidence": r.evidence,
-                                 "seconds": round(time.perf_counter() - t0, 2)})
+                    rows.append(row(length, measure_sync(shifted, model=model, analysis=fa), truth_ms=truth))
                     shifted.unlink()
                 print(f"[{ci + 1}/{len(clips)}] {clip.name[:50]} {length:.1f} s: "
                       + " ".join("—" if r["offset_ms"] is None else f"{r['offset_ms'] - r['truth_ms']:+.0f}"
                                  for r in rows[-args.per_length:]), file=sys.stderr, flush=True)
                 # harder evidence: the shifted speech under another person's (babble at snr_db)
-                from speakerid.media import shift_audio
-
-                others = [c for c in clips if identity(c.name) != identity(clip.name)]
-                own = audio[: int(round(length * 16000))].astype(np.float32)
+                own = audio[:need].astype(np.float32)
                 for k in range(args.noisy):
                     truth = float(rng.integers(-70, 71) * 10)
-                    b = audios[others[int(rng.integers(len(others)))].name]
-                    b = np.tile(b, own.size // max(b.size, 1) + 1)[: own.size]
+                    b = _tiled(audios[others[int(rng.integers(len(others)))].name], own.size)
                     snr = float(rng.uniform(*args.snr_db))
                     gain = np.sqrt(np.mean(own ** 2) / max(np.mean(b ** 2), 1e-12)) / 10 ** (snr / 20)
                     mix = shift_audio(own, 16000, -truth) + gain * b
                     mix = (mix / max(1.0, float(np.abs(mix).max()))).astype(np.float32)
-                    nz = tmp / f"noisy_{ci}_{length:.1f}_{k}.mp4"
-                    remux_with_audio(cut, nz, NativeAudio(samples=mix[None], sample_rate=16000, layout="mono",
-                                                          video_start_s=0.0))
-                    r = measure_sync(nz, model=model, analysis=fa)
-                    rows.append({"clip": clip.name, "identity": identity(clip.name),
-                                 "group": "final" if identity(clip.name) in FINAL_GROUP else "tuning",
-                                 "length_s": round(length, 2), "truth_ms": truth, "snr_db": round(snr, 1),
-                                 "offset_ms": r.offset_ms, "candidate_ms": r.candidate_ms, "status": r.status,
-                                 "evidence": r.evidence})
-                    nz.unlink()
+                    r = with_audio(cut, fa, mix, f"noisy_{ci}_{length:.1f}_{k}.mp4")
+                    rows.append(row(length, r, truth_ms=truth, snr_db=round(snr, 1)))
                 # the same mouths against other people's speech: no offset is right
-                others = [c for c in clips if identity(c.name) != identity(clip.name)]
                 for k in range(args.mismatched):
                     other = others[int(rng.integers(len(others)))]
-                    a = audios[other.name]
-                    need = int(round(length * 16000))
-                    a = np.tile(a, need // max(a.size, 1) + 1)[:need].astype(np.float32)
-                    mm = tmp / f"mismatch_{ci}_{length:.1f}_{k}.mp4"
-                    remux_with_audio(cut, mm, NativeAudio(samples=a[None], sample_rate=16000, layout="mono",
-                                                          video_start_s=0.0))
-                    r = measure_sync(mm, model=model, analysis=fa)
-                    rows.append({"clip": clip.name, "identity": identity(clip.name),
-                                 "group": "final" if identity(clip.name) in FINAL_GROUP else "tuning",
-                                 "length_s": round(length, 2), "truth_ms": None, "mismatched_audio": other.name,
-                                 "offset_ms": r.offset_ms, "candidate_ms": r.candidate_ms, "status": r.status,
-                                 "evidence": r.evidence})
-                    mm.unlink()
+                    r = with_audio(cut, fa, _tiled(audios[other.name], need), f"mismatch_{ci}_{length:.1f}_{k}.mp4")
+                    rows.append(row(length, r, truth_ms=None, mismatched_audio=other.name))
     return rows
 
 

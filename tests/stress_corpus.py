@@ -97,9 +97,10 @@ def build(case: StressCase, src: Path, out_dir: Path) -> Path:
     # the file is in sync by its timestamps whichever stream starts first
     tp = t + case.video_start_s
     src_idx = np.minimum((np.mod(tp, period) * 25).astype(int), len(imgs) - 1)
-    out = []
-    for k, j in enumerate(src_idx):
-        im = imgs[j]
+    rot = case.layout == "rotated"
+
+    def frame(k: int) -> np.ndarray:
+        im = imgs[src_idx[k]]
         if case.layout == "passer_by":
             right = np.ascontiguousarray(im[:, ::-1]) if 0.8 <= t[k] < 1.4 else np.full_like(im, 128)
             im = np.concatenate([im, right], axis=1)
@@ -107,7 +108,10 @@ def build(case: StressCase, src: Path, out_dir: Path) -> Path:
             im = np.full_like(im, 110)
         elif case.layout == "shot_cut" and t[k] >= case.seconds / 2:
             im = np.ascontiguousarray(np.roll(im[:, ::-1], im.shape[1] // 5, axis=1) // 2 + 40)
-        out.append(_fit(im, case.size))
+        im = _fit(im, case.size)
+        # rotated: stored turned a quarter left, with a display matrix that turns it back
+        return np.ascontiguousarray(np.rot90(im, 1)) if rot else im
+
     reps = int(np.ceil((case.seconds + case.video_start_s) / period)) + 1
     a = np.tile(audio[: int(round(period * 48000))], reps)
     a = a[int(round(case.audio_start_s * 48000)): int(round((case.seconds + case.video_start_s) * 48000))]
@@ -120,13 +124,9 @@ def build(case: StressCase, src: Path, out_dir: Path) -> Path:
         a = np.concatenate([g.to_ndarray().reshape(-1) for g in r.resample(f) + r.resample(None)])
     if case.channels == 2:
         a = np.stack([a, 0.7 * a])
-    h, w = out[0].shape[:2]
-    rot = case.layout == "rotated"
-    if rot:  # stored turned a quarter left, with a display matrix that turns it back
-        out = [np.ascontiguousarray(np.rot90(im, 1)) for im in out]
-        h, w = w, h
+    h, w = frame(0).shape[:2]  # frames are made as they are written: a long file is never held
     dst = Path(out_dir) / f"{case.name}{case.ext}"
-    write_media(dst, frame_times=tp.tolist(), fps=case.fps, size=(w, h), images=out,
+    write_media(dst, frame_times=tp.tolist(), fps=case.fps, size=(w, h), images=(frame(k) for k in range(len(t))),
                 vcodec=case.vcodec, audio=a, audio_rate=case.audio_rate, acodec=case.acodec,
                 audio_start_s=case.audio_start_s,
                 codec_options={"preset": "ultrafast", **case.codec_options} if case.vcodec == "libx264"
