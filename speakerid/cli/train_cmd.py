@@ -2,6 +2,7 @@
 (see ``python -m speakerid.train.cache``) and measure it on the held-apart eval cache."""
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from dataclasses import fields
@@ -27,7 +28,8 @@ def register(sub) -> None:
     p = sub.add_parser("evaluate", help="single-window accuracy and cache-level clip offsets of a SyncNet")
     p.add_argument("--cache", default=d.cache_dir, help=f"cache directory holding eval/ (default {d.cache_dir})")
     p.add_argument("--split", default="eval", help="cache split to evaluate (default eval)")
-    p.add_argument("--weights", help="checkpoint (default: the packaged weights)")
+    p.add_argument("--model", metavar="PT", help="checkpoint (default: the packaged weights)")
+    p.add_argument("--weights", dest="model", help=argparse.SUPPRESS)  # the older name
     p.add_argument("--no-clip-level", action="store_true", help="skip the artificially shifted clip check")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("-o", "--output", help="write the full JSON here")
@@ -58,7 +60,7 @@ def _evaluate(args) -> int:
     from ..train.loop import evaluate
 
     torch.set_num_threads(args.threads)
-    m = load_model(args.weights, device="cpu")
+    m = load_model(args.model, device="cpu")
     res = evaluate(m, args.cache, args.split, clip_level=not args.no_clip_level)
     rows = res.pop("clip_level_rows", None)
     if args.output:
