@@ -18,9 +18,10 @@ def _add_measure_args(p) -> None:
 
 def register(sub) -> None:
     p = sub.add_parser("sync", help="measure the audio-to-lips offset of a video",
-                       description=f"Measure the lip-sync offset ({CONVENTION}). Exit status 2 when no offset "
-                                   "can be reported (no face, no speech, too little evidence, drift); the result "
-                                   "is still printed and written.")
+                       description=f"Measure the lip-sync offset ({CONVENTION}). An offset not marked reliable is "
+                                   "printed as a best guess, with the reasons. Exit status 2 when no offset can be "
+                                   "reported (no face, no speech, too little evidence, drift); the result is still "
+                                   "printed and written.")
     p.add_argument("video")
     add_json_arg(p, "the full result")
     p.add_argument("--curves", action="store_true", help="with --json: include every window's distance curve")
