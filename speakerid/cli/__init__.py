@@ -13,7 +13,7 @@ import sys
 from ..errors import SpeakerIdError
 
 # module names under speakerid.cli, in the order their subcommands are listed in --help
-COMMAND_MODULES = ["faces_cmd", "speakers_cmd", "sync_cmd", "train_cmd"]
+COMMAND_MODULES = ["faces_cmd", "speakers_cmd", "sync_cmd", "batch_cmd", "train_cmd"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,103 @@
+"""``speakerid batch`` on generated files, with real worker processes: statuses, a re-run that
+does nothing, and a run killed mid-way (SIGKILL) then resumed, which ends with the manifest of an
+uninterrupted run."""
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import mediagen
+from conftest import GRID_CLIP
+from speakerid.batch import BatchOptions, discover, read_manifest, run
+from speakerid.sync import shift_sync
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("batch_in")
+    shift_sync(GRID_CLIP, d / "talk.mp4", 120)
+    b = GRID_CLIP.read_bytes()
+    (d / "corrupt.mp4").write_bytes(b[: len(b) // 2])
+    mediagen.write_media(d / "no_audio.mp4", fps=25, num_frames=50)
+    (d / "sub").mkdir()  # folders are searched recursively
+    mediagen.write_media(d / "sub" / "no_face.mkv", fps=25, num_frames=75,
+                         audio=mediagen.tone_with_clicks(3.0, 16000, [1.0], level=0.1))
+    (d / "notes.txt").write_text("not a video list entry\n")
+    return d
+
+
+def _stable(rows):
+    """Rows without what differs between runs (timings, where the outputs went)."""
+    return sorted(({k: v for k, v in r.items() if k not in ("wall_s", "outputs")} for r in rows),
+                  key=lambda r: r["path"])
+
+
+def test_statuses_and_a_rerun_that_does_nothing(mixed, tmp_path):
+    videos = discover([mixed])  # by media extension: notes.txt is not a video
+    assert sorted(v.name for v in videos) == ["corrupt.mp4", "no_audio.mp4", "no_face.mkv", "talk.mp4"]
+    lst = mixed / "list.csv"
+    lst.write_text("path\ntalk.mp4\nsub/no_face.mkv\n")
+    assert [v.name for v in discover([lst])] == ["no_face.mkv", "talk.mp4"]
+    lst.unlink()
+    rows = list(run([mixed], tmp_path, BatchOptions(task="both", jobs=2)))
+    by = {Path(r["path"]).name: r for r in rows}
+    assert by["talk.mp4"]["status"] == "ok" and abs(by["talk.mp4"]["offset_ms"] - 120) <= 40
+    assert by["talk.mp4"]["reliable"] and by["talk.mp4"]["tracks"] == 1
+    assert by["corrupt.mp4"]["status"] == "CorruptMediaError"
+    assert by["no_audio.mp4"]["status"] == "NoAudioStreamError"
+    assert by["no_face.mkv"]["status"] == "ok" and by["no_face.mkv"]["sync_status"] == "no_face"
+    for r in rows:
+        assert r["state"] == "finished" and r["settings"] and r["model"] and len(r["sha256"]) == 64
+        assert all(Path(o).is_file() for o in r.get("outputs", []))
+    manifest = [json.loads(line) for line in (tmp_path / "manifest.jsonl").read_text().splitlines()]
+    assert _stable(manifest) == _stable(rows)
+    assert not (tmp_path / "manifest.journal").exists()
+    assert list(run([mixed], tmp_path, BatchOptions(task="both", jobs=2))) == []  # all done: nothing to do
+    # other settings are other work
+    assert len(list(run([mixed / "talk.mp4"], tmp_path, BatchOptions(task="sync")))) == 1
+
+
+def test_killed_run_resumes_to_the_same_manifest(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    for off in (-200, 0, 120, 280):
+        shift_sync(GRID_CLIP, src / f"grid_{off:+d}.mp4", off)
+    whole = tmp_path / "whole"
+    assert list(run([src], whole, BatchOptions(task="sync"))) != []
+    part = tmp_path / "part"
+    cmd = [sys.executable, "-m", "speakerid", "batch", str(src), "--out", str(part), "--quiet"]
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    t0 = time.monotonic()
+    while not any(j.read_text().strip() for j in (part / "manifest.journal").glob("*.jsonl")):
+        assert time.monotonic() - t0 < 120 and p.poll() is None
+        time.sleep(0.1)
+    workers = subprocess.run(["pgrep", "-P", str(p.pid), "-f", "spawn_main"], capture_output=True,
+                             text=True).stdout.split()
+    assert workers
+    p.send_signal(signal.SIGKILL)  # the batch process; its workers notice and stop
+    p.wait()
+    t0 = time.monotonic()
+    while [w for w in workers if Path(f"/proc/{w}").exists()] and time.monotonic() - t0 < 20:
+        time.sleep(0.2)
+    assert [w for w in workers if Path(f"/proc/{w}").exists()] == [], "workers outlived their batch process"
+    done_before = len(read_manifest(part))
+    assert 1 <= done_before < 4
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "processed" in r.stderr or r.stderr == ""
+    rows = [json.loads(line) for line in (part / "manifest.jsonl").read_text().splitlines()]
+    ref = [json.loads(line) for line in (whole / "manifest.jsonl").read_text().splitlines()]
+    assert _stable(rows) == _stable(ref)
+
+
+def test_a_video_over_its_time_is_stopped_and_tried_again_later(tmp_path):
+    rows = list(run([GRID_CLIP], tmp_path, BatchOptions(timeout_s=0.05)))
+    assert [r["status"] for r in rows] == ["timeout"] and rows[0]["state"] == "retry"
+    rows = list(run([GRID_CLIP], tmp_path, BatchOptions()))
+    assert [r["status"] for r in rows] == ["ok"]
