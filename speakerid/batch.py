@@ -107,8 +107,10 @@ def content_hash(path: Path, chunk: int = 1 << 20) -> str:
 # one video
 
 
-def process_video(path: Path, out_dir: Path, opts: BatchOptions, model) -> dict:
-    """Run the task on one video and write its outputs; errors become the row's status."""
+def process_video(path: Path, out_dir: Path, opts: BatchOptions, model, detector=None) -> dict:
+    """Run the task on one video and write its outputs; errors become the row's status.
+    ``detector``: a face detector object (default: ``opts.detector`` by name)."""
+    detector = detector or opts.detector
     from .media import probe
 
     t0 = time.perf_counter()
@@ -123,7 +125,7 @@ def process_video(path: Path, out_dir: Path, opts: BatchOptions, model) -> dict:
         if opts.task in ("sync", "both"):
             from .sync import measure_sync
 
-            r = measure_sync(path, model=model, detector=opts.detector)
+            r = measure_sync(path, model=model, detector=detector)
             o = out_dir / f"{stem}.sync.json"
             r.to_json(o)
             outputs.append(str(o))
@@ -132,7 +134,7 @@ def process_video(path: Path, out_dir: Path, opts: BatchOptions, model) -> dict:
         if opts.task in ("speakers", "both"):
             from .speakers import detect_speakers
 
-            s = detect_speakers(path, model=model, detector=opts.detector)
+            s = detect_speakers(path, model=model, detector=detector)
             for suffix, write in ((".speakers.json", s.to_json), (".rttm", s.to_rttm), (".csv", s.to_csv)):
                 o = out_dir / f"{stem}{suffix}"
                 write(o)
@@ -176,14 +178,18 @@ def _worker(tasks, results, out_dir: str, opts: BatchOptions, parent: int) -> No
     torch.set_num_threads(opts.threads)
     from .model import resolve_model
 
+    from .faces.detector import DETECTORS, make_detector
+
     model = resolve_model(opts.model)
+    # the detector too keeps to the worker's threads (its own default is every core)
+    detector = make_detector(opts.detector or DETECTORS[0], threads=opts.threads)
     results.put(("ready", os.getpid(), None))
     while True:
         item = tasks.get()
         if item is None:
             return
         results.put(("start", os.getpid(), item))
-        row = process_video(Path(item), Path(out_dir), opts, model)
+        row = process_video(Path(item), Path(out_dir), opts, model, detector)
         results.put(("done", os.getpid(), row))
 
 

@@ -1,6 +1,7 @@
 """``speakerid batch``: the sync and/or speakers pipelines over many files, resumable."""
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -18,7 +19,8 @@ def register(sub) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT")
     p.add_argument("--out", required=True, help="output folder (outputs and manifest)")
     p.add_argument("--task", choices=TASKS, default="sync", help="what to run on each video (default sync)")
-    p.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                   help="worker processes (default: one per core, each with one thread: the fastest measured)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per worker (default 1)")
     p.add_argument("--timeout-s", type=float, help="stop a video after this many seconds (status timeout)")
     p.add_argument("--memory-mb", type=int, help="memory limit per worker (status MemoryError beyond it)")
