@@ -8,7 +8,8 @@ commands' outputs under ``DIR`` and one row to the manifest.
 * **Journal, then manifest.** Each finished video appends one JSON line to
   ``DIR/manifest.journal/<run>.jsonl`` (flushed and fsynced), so a crash or a kill loses at
   most the videos in flight. When the run ends the journal is merged into ``DIR/manifest.jsonl``
-  (written atomically; the journal files it holds are then removed).
+  and, where pyarrow is installed, ``DIR/manifest.parquet`` (both written atomically; the
+  journal files it holds are then removed).
 * **Resumable and idempotent.** A video whose content hash, settings and model fingerprint
   already have a finished row (``ok`` or a named error) is skipped; a ``timeout`` or a crashed
   worker is tried again on the next run.
@@ -280,6 +281,21 @@ def _key(row: dict) -> tuple:
     return row.get("sha256"), row.get("settings"), row.get("model")
 
 
+def _write_parquet(rows: list[dict], path: Path) -> bool:
+    """The manifest as Parquet too, where pyarrow is installed (``pip install 'speakerid[batch]'``);
+    one column per field, missing fields null."""
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        return False
+    names = sorted({k for r in rows for k in r})
+    table = pa.Table.from_pylist([{k: r.get(k) for k in names} for r in rows]) if rows else pa.table({})
+    with atomic_output(path) as tmp:
+        pq.write_table(table, tmp)
+    return True
+
+
 def merge_manifest(out_dir: Path) -> list[dict]:
     """Write ``manifest.jsonl`` from every row so far (the latest per video and settings),
     atomically, then remove the merged journals."""
@@ -291,6 +307,7 @@ def merge_manifest(out_dir: Path) -> list[dict]:
     journals = sorted(_journal_dir(out_dir).glob("*.jsonl"))
     with atomic_output(out_dir / "manifest.jsonl") as tmp:
         tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in merged))
+    _write_parquet(merged, out_dir / "manifest.parquet")
     for j in journals:
         j.unlink()
     if _journal_dir(out_dir).is_dir() and not any(_journal_dir(out_dir).iterdir()):

@@ -58,6 +58,11 @@ def test_statuses_and_a_rerun_that_does_nothing(mixed, tmp_path):
     manifest = [json.loads(line) for line in (tmp_path / "manifest.jsonl").read_text().splitlines()]
     assert _stable(manifest) == _stable(rows)
     assert not (tmp_path / "manifest.journal").exists()
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(tmp_path / "manifest.parquet").to_pylist()
+    assert _stable([{k: v for k, v in r.items() if v is not None} for r in table]) == \
+        _stable([{k: v for k, v in r.items() if v is not None} for r in rows])
     assert list(run([mixed], tmp_path, BatchOptions(task="both", jobs=2))) == []  # all done: nothing to do
     # other settings are other work
     assert len(list(run([mixed / "talk.mp4"], tmp_path, BatchOptions(task="sync")))) == 1
