@@ -8,8 +8,8 @@ commands' outputs under ``DIR`` and one row to the manifest.
 * **Journal, then manifest.** Each finished video appends one JSON line to
   ``DIR/manifest.journal/<run>.jsonl`` (flushed and fsynced), so a crash or a kill loses at
   most the videos in flight. When the run ends the journal is merged into ``DIR/manifest.jsonl``
-  and, where pyarrow is installed, ``DIR/manifest.parquet`` (both written atomically; the
-  journal files it holds are then removed).
+  and, where pyarrow is installed, ``DIR/manifest.parquet`` (both written atomically). The
+  journals it holds are then removed, except those of another batch still writing to the folder.
 * **Resumable and idempotent.** A video whose content hash, settings and model fingerprint
   already have a finished row (``ok`` or a named error) is skipped; a ``timeout`` or a crashed
   worker is tried again on the next run.
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import InvalidSettingError, SpeakerIdError
-from .outputs import atomic_output
+from .outputs import atomic_output, host_tag, pid_alive
 
 MEDIA_EXTENSIONS = (".mp4", ".mkv", ".mov", ".webm", ".avi", ".m4v", ".mts", ".ts", ".mpg", ".mpeg", ".flv", ".wmv")
 TASKS = ("sync", "speakers", "both")
@@ -296,6 +296,18 @@ def _write_parquet(rows: list[dict], path: Path) -> bool:
     return True
 
 
+def _journal_name() -> str:
+    return f"{time.strftime('%Y%m%dT%H%M%S')}.{host_tag()}.{os.getpid()}.jsonl"
+
+
+def _journal_finished(j: Path) -> bool:
+    """Written by this process, or by one of this host that no longer runs."""
+    parts = j.name.split(".")
+    if len(parts) != 4 or parts[1] != host_tag() or not parts[2].isdigit():
+        return False
+    return int(parts[2]) == os.getpid() or not pid_alive(int(parts[2]))
+
+
 def merge_manifest(out_dir: Path) -> list[dict]:
     """Write ``manifest.jsonl`` from every row so far (the latest per video and settings),
     atomically, then remove the merged journals."""
@@ -304,7 +316,8 @@ def merge_manifest(out_dir: Path) -> list[dict]:
     for r in rows:
         latest[(r["path"],) + _key(r)] = r
     merged = sorted(latest.values(), key=lambda r: r["path"])
-    journals = sorted(_journal_dir(out_dir).glob("*.jsonl"))
+    # a journal still being written by another batch (this host's, or a shared folder's) stays
+    journals = [j for j in sorted(_journal_dir(out_dir).glob("*.jsonl")) if _journal_finished(j)]
     with atomic_output(out_dir / "manifest.jsonl") as tmp:
         tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in merged))
     _write_parquet(merged, out_dir / "manifest.parquet")
@@ -335,7 +348,7 @@ def run(paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike, opts: Ba
     todo = [v for v in videos if (content_hash(v), settings, model_fp) not in done]
     journal = _journal_dir(out)
     journal.mkdir(exist_ok=True)
-    jpath = journal / f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.jsonl"
+    jpath = journal / _journal_name()
     failures = 0
     pool = _Pool(out, opts) if todo else None
     try:

@@ -46,11 +46,13 @@ def outputs_written() -> list[str]:
     return list(_written)
 
 
-def _host() -> str:
+def host_tag() -> str:
+    """This host's name as it goes into partial and journal file names."""
     return "".join(ch for ch in socket.gethostname() if ch.isalnum() or ch in "-_")[:40] or "host"
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process of this host runs with that id."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -67,12 +69,12 @@ def remove_stale_partials(target: PathLike) -> list[Path]:
     target = Path(target)
     if not target.parent.is_dir():
         return []
-    host = _host()
+    host = host_tag()
     removed = []
     for p in target.parent.glob(f".{target.name}.{host}.*{PARTIAL_TAG}*"):
         rest = p.name[len(f".{target.name}.{host}."):]
         pid_text = rest.split(".", 1)[0]
-        if not pid_text.isdigit() or _pid_alive(int(pid_text)):
+        if not pid_text.isdigit() or pid_alive(int(pid_text)):
             continue
         with contextlib.suppress(OSError):
             p.unlink()
@@ -127,7 +129,7 @@ def check_output_path(target: PathLike, *, protect: Iterable[PathLike] = (), ove
 
 
 def _tmp_beside(target: Path) -> Path:
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.{_host()}.{os.getpid()}.",
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.{host_tag()}.{os.getpid()}.",
                                 suffix=f"{PARTIAL_TAG}{target.suffix}", dir=target.parent)
     os.close(fd)
     # mkstemp makes the file private (0600); an output should get the usual permissions

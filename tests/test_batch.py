@@ -4,6 +4,7 @@ uninterrupted run."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -106,3 +107,21 @@ def test_a_video_over_its_time_is_stopped_and_tried_again_later(tmp_path):
     assert [r["status"] for r in rows] == ["timeout"] and rows[0]["state"] == "retry"
     rows = list(run([GRID_CLIP], tmp_path, BatchOptions()))
     assert [r["status"] for r in rows] == ["ok"]
+
+
+def test_merge_keeps_the_journal_of_a_batch_still_writing(tmp_path):
+    from speakerid.batch import merge_manifest
+    from speakerid.outputs import host_tag
+
+    j = tmp_path / "manifest.journal"
+    j.mkdir()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    row = {"path": "a.mp4", "sha256": "0" * 64, "settings": "s", "model": "m", "status": "ok", "state": "finished"}
+    live = j / f"20260101T000000.{host_tag()}.{os.getppid()}.jsonl"   # a running process: still writing
+    gone = j / f"20260101T000001.{host_tag()}.{dead.pid}.jsonl"       # its process has ended
+    for f, path in ((live, "a.mp4"), (gone, "b.mp4")):
+        f.write_text(json.dumps(dict(row, path=path)) + "\n")
+    rows = merge_manifest(tmp_path)
+    assert [r["path"] for r in rows] == ["a.mp4", "b.mp4"]
+    assert live.exists() and not gone.exists()

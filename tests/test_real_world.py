@@ -23,7 +23,7 @@ from speakerid.errors import (
     SyncDriftError,
 )
 from speakerid.media import probe, read_frame_times, verify_written
-from speakerid.outputs import PARTIAL_TAG, _host, atomic_output, check_writable
+from speakerid.outputs import PARTIAL_TAG, atomic_output, check_writable, host_tag
 from speakerid.smoothing import centred_mean
 from speakerid.sync import measure_sync, repair_sync
 
@@ -252,8 +252,8 @@ def test_stale_partials_of_dead_processes_are_removed(tmp_path):
     target = tmp_path / "out.json"
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    stale = tmp_path / f".out.json.{_host()}.{dead.pid}.abcd{PARTIAL_TAG}.json"
-    live = tmp_path / f".out.json.{_host()}.{os.getpid()}.efgh{PARTIAL_TAG}.json"
+    stale = tmp_path / f".out.json.{host_tag()}.{dead.pid}.abcd{PARTIAL_TAG}.json"
+    live = tmp_path / f".out.json.{host_tag()}.{os.getpid()}.efgh{PARTIAL_TAG}.json"
     other_host = tmp_path / f".out.json.elsewhere.{dead.pid}.ijkl{PARTIAL_TAG}.json"
     for p in (stale, live, other_host):
         p.write_text("half")
