@@ -16,8 +16,8 @@ is the one speaking, by forward–backward over a small hidden Markov model:
   changes, so its edges follow where the evidence changes instead of being spread by a wide
   moving mean.
 
-``speakers.score_faces`` uses it by default (``decoder="hmm"``; docs/speakers.md, "Session 12",
-has the benchmark figures against the earlier threshold rule).
+``speakers.score_faces`` uses it by default (``decoder="hmm"``); docs/speakers.md has its benchmark
+figures against the threshold rule.
 
 The posterior ``P(face k speaks at frame f | all scores)`` is in [0, 1] and comparable across
 faces, frames and videos; ``speakers`` labels a face speaking where it is ≥ 0.5 (with

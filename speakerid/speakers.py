@@ -25,12 +25,12 @@ Steps (all on the 25 fps model timeline, then mapped to the source's own frames)
    audio) is the null: how large the score gets by chance in *this* video, with *this* model.
    The reported score is ``(smoothed − null mean) / null std``, a z-score, so one threshold holds
    across videos, speakers and model versions.
-5. **Who speaks** (``decoder``). ``"hmm"`` (the default, from session 12): a hidden Markov
+5. **Who speaks** (``decoder``). ``"hmm"`` (the default): a hidden Markov
    model over turns (:mod:`speakerid.decoding`) reads each face's calibrated score (smoothed
    over 25 frames) as evidence and gives the posterior probability that the face is the one
    speaking; with ``exclusive`` its states are "nobody" or one face, so the faces compete for
    one voice, and turn edges follow the evidence instead of a wide moving mean.
-   ``"threshold"`` (sessions 5–11): each face's score (smoothed over 50 frames) loses
+   ``"threshold"``: each face's score (smoothed over 50 frames) loses
    ``competition`` (default 0.5) times the best *other* face's positive score at the same
    frame, and that is the score.
 6. **Labels.** ``speaking = score ≥ threshold`` (0.5 for ``"hmm"``: more likely speaking than
@@ -75,9 +75,9 @@ __all__ = ["detect_speakers", "score_faces", "label_tracks", "decoder_settings",
 DECODERS = ("hmm", "threshold")
 DEFAULT_DECODER = "hmm"
 """How scores become speaking labels: ``"hmm"`` (the posterior probability of a turn model; the
-default from session 12, better than the threshold rule on ten of twelve benchmark sets in AP
-and in F1, docs/speakers.md) or ``"threshold"`` (calibrated z less the competition term,
-labelled above a threshold; the default of sessions 5–11)."""
+default, as it beat the threshold rule on ten of twelve benchmark sets in AP and in F1,
+docs/speakers.md) or ``"threshold"`` (calibrated z less the competition term, labelled above a
+threshold)."""
 DECODER_DEFAULTS = {"hmm": {"smooth_frames": 25, "threshold": 0.5},
                     "threshold": {"smooth_frames": 50, "threshold": 1.5}}
 """Smoothing window (25 fps model frames, triangle-weighted) and label threshold of each decoder,
@@ -271,7 +271,7 @@ class SpeakerResult:
                    smooth_frames=int(d.get("smooth_frames", DEFAULT_SMOOTH_FRAMES)), offset_ms=d.get("offset_ms"),
                    exclusive=bool(d.get("exclusive", True)),
                    competition=float(d.get("competition", 0.0)),  # files from before the term: none
-                   decoder=str(d.get("decoder", "threshold")),  # files from before session 12: z-scores
+                   decoder=str(d.get("decoder", "threshold")),  # files without the field hold z-scores
                    model=d.get("model", ""), warnings=list(d.get("warnings", [])))
 
     def to_json(self, path: str | os.PathLike, **kw) -> Path:
@@ -327,7 +327,7 @@ def detect_speakers(video: str | os.PathLike, *, model: SyncNet | str | os.PathL
     require_video(info)
     require_audio(info)  # fail before the expensive face pass
     need = min_duration_s(search_frames * 1000.0 / VIDEO_FPS)
-    if min(info.duration_s or 0.0, info.duration_s or 0.0) + 0.05 < need:
+    if (info.duration_s or 0.0) + 0.05 < need:
         raise TooShortError(f"{video}: {info.duration_s:.2f} s long; scoring faces against audio shifted within "
                             f"±{search_frames * 1000.0 / VIDEO_FPS:.0f} ms needs at least {need:.2f} s")
     from .model import VideoWindowEmbedder, resolve_model
@@ -651,7 +651,7 @@ def score_faces(analysis: FaceAnalysis, audio: np.ndarray | Iterable[np.ndarray]
         result.warnings.append(
             f"the audio offset drifts along the video ({', '.join('—' if o is None else f'{o:+.0f}' for o in seg_offsets)}"
             f" ms in {DRIFT_SEGMENT_S:.0f} s segments): scores assume one offset per face, so they are unreliable "
-            "where the offset is far from " + f"{result.offset_ms:+.0f} ms; measure it with `speakerid sync`")
+            f"where the offset is far from {result.offset_ms:+.0f} ms; measure it with `speakerid sync`")
 
     # 3. each track's own shift near the video's, its per-frame (model timeline) raw score
     # ... or near zero: with weak evidence (few, short or quiet speech turns) the video's peak

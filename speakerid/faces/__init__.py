@@ -222,8 +222,8 @@ def analyze_faces(video: str | os.PathLike, *, detector: FaceDetector | str | No
     does not grow with the video.
 
     ``crop_geometry``: how each mouth crop is framed, ``"stable"`` (following the upper face, the
-    packaged model's framing and the default) or ``"mouth"`` (each frame's own mouth; models
-    before session 7); see :mod:`speakerid.faces.mouth`. A model's crops must be cut the way its
+    packaged model's framing and the default) or ``"mouth"`` (each frame's own mouth; older
+    models); see :mod:`speakerid.faces.mouth`. A model's crops must be cut the way its
     training crops were: with other weights, pass ``model.config.crop_geometry``.
     """
     check_geometry(crop_geometry)  # before the decoding, not after pass 1

@@ -28,7 +28,7 @@ STABLE_S = 1.0
 mouth's offset from the nose: several syllables, shorter than most head movements."""
 CROP_GEOMETRIES = ("mouth", "stable")
 DEFAULT_CROP_GEOMETRY = "stable"
-"""The framing the packaged SyncNet was trained on (since session 7), and so the default of
+"""The framing the packaged SyncNet was trained on, and so the default of
 :func:`speakerid.faces.analyze_faces` and of the training cache. A model's own framing is in
 its config (``SyncNetConfig.crop_geometry``); the applications always use that."""
 MIN_FACE_PX = 24
