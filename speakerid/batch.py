@@ -108,9 +108,11 @@ def content_hash(path: Path, chunk: int = 1 << 20) -> str:
 # one video
 
 
-def process_video(path: Path, out_dir: Path, opts: BatchOptions, model, detector=None) -> dict:
+def process_video(path: Path, out_dir: Path, opts: BatchOptions, model, detector=None,
+                  sha256: str | None = None) -> dict:
     """Run the task on one video and write its outputs; errors become the row's status.
-    ``detector``: a face detector object (default: ``opts.detector`` by name)."""
+    ``detector``: a face detector object (default: ``opts.detector`` by name); ``sha256``: the
+    file's content hash when the caller has it (hashed here otherwise)."""
     detector = detector or opts.detector
     from .media import probe
 
@@ -118,7 +120,7 @@ def process_video(path: Path, out_dir: Path, opts: BatchOptions, model, detector
     row: dict = {"path": str(path), "status": "ok", "message": ""}
     try:
         row["size"] = path.stat().st_size
-        row["sha256"] = content_hash(path)
+        row["sha256"] = sha256 or content_hash(path)
         stem = f"{path.stem}-{row['sha256'][:8]}"
         info = probe(path)
         row.update(duration_s=round(info.duration_s, 3), fps=round(info.fps, 4))
@@ -189,8 +191,9 @@ def _worker(tasks, results, out_dir: str, opts: BatchOptions, parent: int) -> No
         item = tasks.get()
         if item is None:
             return
-        results.put(("start", os.getpid(), item))
-        row = process_video(Path(item), Path(out_dir), opts, model, detector)
+        video, sha = item
+        results.put(("start", os.getpid(), video))
+        row = process_video(Path(video), Path(out_dir), opts, model, detector, sha256=sha)
         results.put(("done", os.getpid(), row))
 
 
@@ -218,9 +221,9 @@ class _Pool:
     def idle(self) -> list[int]:
         return [pid for pid in self._workers if pid not in self.busy and pid not in self._idle_pending]
 
-    def submit(self, pid: int, video: str) -> None:
+    def submit(self, pid: int, video: str, sha256: str) -> None:
         self.busy[pid] = (video, time.monotonic())
-        self._workers[pid][1].put(video)
+        self._workers[pid][1].put((video, sha256))
 
     def kill(self, pid: int) -> None:
         """Stop a stuck or dead worker and start another in its place."""
@@ -345,7 +348,8 @@ def run(paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike, opts: Ba
     settings = opts.fingerprint()
     model_fp = getattr(resolve_model(opts.model), "fingerprint", "") or "unpackaged"
     done = {_key(r) for r in read_manifest(out) if r.get("state") == FINISHED}
-    todo = [v for v in videos if (content_hash(v), settings, model_fp) not in done]
+    hashes = {str(v): content_hash(v) for v in videos}  # each file read once, here
+    todo = [v for v in videos if (hashes[str(v)], settings, model_fp) not in done]
     journal = _journal_dir(out)
     journal.mkdir(exist_ok=True)
     jpath = journal / _journal_name()
@@ -369,7 +373,8 @@ def run(paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike, opts: Ba
             while queue_ or (pool and pool.busy):
                 for pid in pool.idle():
                     if queue_:
-                        pool.submit(pid, queue_.pop(0))
+                        video = queue_.pop(0)
+                        pool.submit(pid, video, hashes[video])
                 for kind, pid, payload in pool.events(0.5):
                     if kind == "done":
                         yield record(payload)
@@ -378,14 +383,14 @@ def run(paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike, opts: Ba
                 for pid, (video, t0) in list(pool.busy.items()):
                     if opts.timeout_s and now - t0 > opts.timeout_s:
                         pool.kill(pid)
-                        yield record({"path": video, "status": "timeout", "sha256": content_hash(Path(video)),
+                        yield record({"path": video, "status": "timeout", "sha256": hashes[video],
                                       "message": f"still running after {opts.timeout_s:g} s: stopped"})
                         n_done += 1
                 for pid in pool.dead():
                     video = pool.busy.get(pid, (None,))[0]
                     pool.kill(pid)
                     if video is not None:
-                        yield record({"path": video, "status": "crash", "sha256": content_hash(Path(video)),
+                        yield record({"path": video, "status": "crash", "sha256": hashes[video],
                                       "message": "the worker process died"})
                         n_done += 1
     finally:

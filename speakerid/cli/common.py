@@ -61,3 +61,10 @@ def write_json_text(args, path: str, text: str) -> None:
 
     with atomic_output(path, protect=[args.video], overwrite=getattr(args, "force", False)) as tmp:
         Path(tmp).write_text(text + "\n")
+
+
+def no_face_error(args, need: str = "to read the lips from"):
+    """The error a command raises when the video shows no face big enough for its work."""
+    from ..errors import NoFaceError
+
+    return NoFaceError(f"{args.video}: no face big enough {need} was found")

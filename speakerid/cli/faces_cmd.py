@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import sys
 
-from .common import add_face_args, add_run_args, check_outputs, write_json_text
+from .common import add_face_args, add_run_args, check_outputs, no_face_error, write_json_text
 
 
 def register(sub) -> None:
@@ -27,12 +27,6 @@ def register(sub) -> None:
     p.set_defaults(func=_crops)
 
 
-def _no_face(args):
-    from ..errors import NoFaceError
-
-    return NoFaceError(f"{args.video}: no face big enough to track was found")
-
-
 def _tracks(args) -> int:
     from ..faces import analyze_faces
     from . import progress_for
@@ -44,7 +38,7 @@ def _tracks(args) -> int:
     prog.close()
     write_json_text(args, args.output or "-", json.dumps(a.to_dict(), indent=1))
     if not a.tracks:
-        raise _no_face(args)
+        raise no_face_error(args, "to track")
     return 0
 
 
@@ -64,7 +58,7 @@ def _crops(args) -> int:
                       detector=args.detector, crop_geometry=geometry, progress=prog)
     prog.close()
     if not a.tracks:
-        raise _no_face(args)
+        raise no_face_error(args, "to track")
     write_contact_sheet(a, args.output, per_track=args.per_track, overwrite=args.force)
     print(f"{len(a.tracks)} track(s) → {args.output}", file=sys.stderr)
     return 0

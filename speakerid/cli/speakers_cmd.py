@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 
-from .common import add_face_args, add_json_arg, add_model_args, add_run_args, check_outputs
+from .common import add_face_args, add_json_arg, add_model_args, add_run_args, check_outputs, no_face_error
 
 
 def _add_scoring_args(p) -> None:
@@ -62,7 +62,6 @@ def _check_settings(args) -> None:
 
 
 def _detect(args):
-    from ..errors import NoFaceError
     from ..speakers import detect_speakers
     from . import progress_for
 
@@ -75,7 +74,7 @@ def _detect(args):
     prog.close()
     for w in result.warnings:
         print(f"speakerid: warning: {w}", file=sys.stderr)
-    return result, NoFaceError(f"{args.video}: no face big enough to read the lips from was found")
+    return result
 
 
 def _speakers(args) -> int:
@@ -85,7 +84,7 @@ def _speakers(args) -> int:
 
     _check_settings(args)
     check_outputs(args, args.json, args.csv, args.rttm)  # before the work, not after it
-    result, no_face = _detect(args)
+    result = _detect(args)
     if args.json == "-":
         sys.stdout.write(json.dumps(result.to_dict()) + "\n")
     elif args.json:
@@ -102,7 +101,7 @@ def _speakers(args) -> int:
         for s in result.segments:
             print(f"{s.start:9.3f} {s.end:9.3f}  {speaker_name(s.track)}")
     if not result.tracks:
-        raise no_face
+        raise no_face_error(args)
     return 0
 
 
@@ -112,9 +111,9 @@ def _render(args) -> int:
 
     _check_settings(args)
     check_outputs(args, args.output, args.json)
-    result, no_face = _detect(args)
+    result = _detect(args)
     if not result.tracks:
-        raise no_face
+        raise no_face_error(args)
     if args.json == "-":
         import json
 

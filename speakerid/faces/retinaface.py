@@ -183,13 +183,17 @@ class RetinaFaceDetector:
             if scale != 1.0 else image
         ih, iw = img.shape[:2]
         x = torch.from_numpy((img.astype(np.float32) - np.float32(MEAN_BGR)).transpose(2, 0, 1).copy())[None]
+        # torch's thread count is process-wide: switch it only when it differs (a switch costs
+        # more than a small frame's inference), and put it back for the SyncNet
         threads = torch.get_num_threads()
-        torch.set_num_threads(self.threads)
+        if threads != self.threads:
+            torch.set_num_threads(self.threads)
         try:
             with torch.inference_mode():
                 loc, conf, lms = (t[0].numpy() for t in self._net(x))
         finally:
-            torch.set_num_threads(threads)
+            if threads != self.threads:
+                torch.set_num_threads(threads)
         pri = self._priors.get((ih, iw))
         if pri is None:
             pri = self._priors[(ih, iw)] = priors(ih, iw)
