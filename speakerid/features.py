@@ -203,3 +203,16 @@ def min_duration_s(search_ms: float) -> float:
     """Shortest clip (video with audio) whose offset can be searched within ±``search_ms``:
     the measurement of sync and the scoring of speakers both need it."""
     return search_ms / 1000.0 + WINDOW_FRAMES / VIDEO_FPS + MIN_SPAN_S
+
+
+def require_span(name, have_s: float, search_ms: float, *, doing: str, hint: str = "", slack_s: float = 1e-6) -> float:
+    """Raise :class:`~speakerid.errors.TooShortError` when ``have_s`` seconds of video with audio
+    are fewer than :func:`min_duration_s` needs (``doing`` says for what, ``hint`` what to do);
+    return that minimum."""
+    from .errors import TooShortError
+
+    need = min_duration_s(search_ms)
+    if have_s + slack_s < need:
+        raise TooShortError(f"{name}: {have_s:.2f} s of video with audio; {doing} within ±{search_ms:.0f} ms needs "
+                            f"at least {need:.2f} s" + (f" ({hint})" if hint else ""))
+    return need

@@ -59,8 +59,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .decoding import speaking_posteriors
-from .errors import InvalidSettingError, TooShortError
-from .features import COLS_PER_FRAME, MS_PER_COL, VIDEO_FPS, WINDOW_COLS, WINDOW_FRAMES, iter_mfcc, min_duration_s
+from .errors import InvalidSettingError
+from .features import COLS_PER_FRAME, MS_PER_COL, VIDEO_FPS, WINDOW_COLS, WINDOW_FRAMES, iter_mfcc, require_span
 from .rowstore import RowStore, StoredRows
 
 if TYPE_CHECKING:  # keep ``import speakerid.speakers`` free of torch until scoring runs
@@ -103,6 +103,7 @@ OWN_OFFSET_MS = 200
 """A track whose own evidence clearly peaks may take any shift within ±this (ms), beyond the
 band around the video's offset: sources with offsets of their own (an edit of several
 recordings, a composite) put one face 80–120 ms away from the others."""
+SCORING = "scoring faces against audio shifted"
 DRIFT_SEGMENT_S = 10.0
 """Stretch over which the video's offset is measured again to notice drift (as ``sync`` does)."""
 DRIFT_TOLERANCE_MS = 80.0
@@ -326,10 +327,7 @@ def detect_speakers(video: str | os.PathLike, *, model: SyncNet | str | os.PathL
     info = probe(video)
     require_video(info)
     require_audio(info)  # fail before the expensive face pass
-    need = min_duration_s(search_frames * 1000.0 / VIDEO_FPS)
-    if (info.duration_s or 0.0) + 0.05 < need:
-        raise TooShortError(f"{video}: {info.duration_s:.2f} s long; scoring faces against audio shifted within "
-                            f"±{search_frames * 1000.0 / VIDEO_FPS:.0f} ms needs at least {need:.2f} s")
+    require_span(video, info.duration_s or 0.0, search_frames * 1000.0 / VIDEO_FPS, doing=SCORING, slack_s=0.05)
     from .model import VideoWindowEmbedder, resolve_model
 
     net = resolve_model(model, device=device)
@@ -612,11 +610,8 @@ def score_faces(analysis: FaceAnalysis, audio: np.ndarray | Iterable[np.ndarray]
     audio_emb, n_cols = emb.stored_sequence(iter_mfcc(pieces), step=SHIFT_STEP_COLS, dtype=np.float16,
                                             chunk=BLOCK_ROWS)
     del pieces
-    need = min_duration_s(search_frames * 1000.0 / VIDEO_FPS)
-    have = min(tl.num_model_frames / VIDEO_FPS, n_cols / 100.0)
-    if have + 1e-6 < need:
-        raise TooShortError(f"{info.path}: {have:.2f} s of video with audio; scoring faces against audio "
-                            f"shifted within ±{search_frames * 1000.0 / VIDEO_FPS:.0f} ms needs at least {need:.2f} s")
+    require_span(info.path, min(tl.num_model_frames / VIDEO_FPS, n_cols / 100.0), search_frames * 1000.0 / VIDEO_FPS,
+                 doing=SCORING)
     per_track: dict[int, _TrackScores | None] = {}
     if n_cols >= WINDOW_COLS:
         vid: dict[int, tuple[np.ndarray, Any]] = {}

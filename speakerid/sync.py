@@ -55,7 +55,8 @@ from .features import (
     WINDOW_COLS,
     WINDOW_FRAMES,
     compute_mfcc,
-    min_duration_s,
+    min_duration_s,  # noqa: F401  (public here: the shortest clip a search range takes)
+    require_span,
 )
 from .progress import ProgressFn, silent
 from .reliability import RELIABLE_P, p_correct, sync_evidence, unreliable_reasons
@@ -673,10 +674,7 @@ def _measure(prep: _Prepared, audio: np.ndarray | _Audio, *, search_ms: float, s
     base = dict(video=video_name, search_ms=float(search_ms), step_ms=float(step_cols * MS_PER_COL), aggregate=aggregate,
                 shifts_ms=shifts_ms, duration_s=duration, source_fps=float(a.info.fps or tl.source_fps), model=fingerprint)
 
-    need = min_duration_s(search_ms)
-    if duration + 1e-6 < need:
-        raise TooShortError(f"{video_name}: {duration:.2f} s of video with audio; measuring offsets within "
-                            f"±{search_ms:.0f} ms needs at least {need:.2f} s (pass a smaller search range)")
+    need = require_span(video_name, duration, search_ms, doing="measuring offsets", hint="pass a smaller search range")
 
     def none_result(status: str, message: str, tracks=(), windows=None, curves=None, curve=None,
                     confidence=0.0, candidate=None, track_id=None) -> SyncResult:
@@ -855,11 +853,8 @@ def check_sync_settings(*, search_ms: float = DEFAULT_SEARCH_MS, step_ms: float 
 def _require_duration(video: PathLike, info, audio: _Audio, search_ms: float, hint: str) -> None:
     """Early exit before the expensive face pass (the exact check, on the video's own frame
     count, is in :func:`_measure`)."""
-    need = min_duration_s(search_ms)
     dur = min(info.duration_s or 0.0, audio.num_samples / 16000.0)
-    if dur + 0.05 < need:
-        raise TooShortError(f"{video}: {dur:.2f} s of video with audio; measuring offsets within ±{search_ms:.0f} ms "
-                            f"needs at least {need:.2f} s ({hint})")
+    require_span(video, dur, search_ms, doing="measuring offsets", hint=hint, slack_s=0.05)
 
 
 # --------------------------------------------------------------------------------------------
