@@ -47,7 +47,7 @@ def loop_video(src: Path, dst: Path, minutes: float) -> Path:
     import av
     import numpy as np
 
-    from speakerid.media import NativeAudio, read_audio_native, remux_with_audio
+    from speakerid.media import NativeAudio, remux_with_audio, stream_audio_native
 
     video_only = dst.with_name(f".{dst.stem}.video{dst.suffix}")
     with av.open(str(src)) as inp:
@@ -68,8 +68,9 @@ def loop_video(src: Path, dst: Path, minutes: float) -> Path:
                     q.time_base = p.time_base
                     q.stream = ovs
                     out.mux(q)
-    na = read_audio_native(src)
-    one = na.samples[:, : int(round(period_s * na.sample_rate))]
+    na = stream_audio_native(src)
+    na_samples = np.concatenate(list(na.pieces()), axis=1)
+    one = na_samples[:, : int(round(period_s * na.sample_rate))]
     audio = NativeAudio(samples=np.ascontiguousarray(np.tile(one, (1, reps))), sample_rate=na.sample_rate,
                         layout=na.layout, video_start_s=0.0)
     try:

@@ -104,7 +104,7 @@ def setting_row(r) -> dict:
 def run(args) -> dict:
     import torch
 
-    from speakerid.media import read_audio, shift_audio
+    from speakerid.media import read_audio, shift_audio_pieces
     from speakerid.features import compute_mfcc
     from speakerid.model import resolve_model
     from speakerid.sync import (
@@ -181,7 +181,7 @@ def run(args) -> dict:
                                        "candidate_ms": a.offset_ms, "confidence": a.confidence, "status": "-"}
         # sub-frame check: the same clip with its audio delayed a further 20 ms (half a video
         # frame), in memory and sample-accurately; whole-frame steps cannot land on it
-        sub_audio = shift_audio(audio, 16000, -SUBFRAME_MS)
+        sub_audio = np.concatenate(list(shift_audio_pieces([audio[None]], 16000, -SUBFRAME_MS)), axis=1)[0]
         sub = {}
         sub_emb = audio_embeddings(model, compute_mfcc(sub_audio))
         for key, step, refine in (("10ms", 10, True), ("40ms", 40, False), ("40ms+refine", 40, True)):

@@ -55,7 +55,7 @@ def measure(args) -> list[dict]:
     shifted copies under another person's speech, ``mismatched`` copies with another person's
     speech alone."""
     from speakerid.faces import analyze_faces
-    from speakerid.media import NativeAudio, iter_frames, probe, read_audio, remux_with_audio, shift_audio, write_video
+    from speakerid.media import NativeAudio, iter_frames, probe, read_audio, remux_with_audio, shift_audio_pieces, write_video
     from speakerid.model import load_model
     from speakerid.sync import measure_sync, shift_sync
 
@@ -111,7 +111,7 @@ def measure(args) -> list[dict]:
                     b = _tiled(audios[others[int(rng.integers(len(others)))].name], own.size)
                     snr = float(rng.uniform(*args.snr_db))
                     gain = np.sqrt(np.mean(own ** 2) / max(np.mean(b ** 2), 1e-12)) / 10 ** (snr / 20)
-                    mix = shift_audio(own, 16000, -truth) + gain * b
+                    mix = np.concatenate(list(shift_audio_pieces([own[None]], 16000, -truth)), axis=1)[0] + gain * b
                     mix = (mix / max(1.0, float(np.abs(mix).max()))).astype(np.float32)
                     r = with_audio(cut, fa, mix, f"noisy_{ci}_{length:.1f}_{k}.mp4")
                     rows.append(row(length, r, truth_ms=truth, snr_db=round(snr, 1)))

@@ -12,24 +12,24 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
-SAMPLE_RATE = 16_000
-"""Audio sample rate of the model's input (Hz)."""
-MFCC_RATE = 100
-"""MFCC columns per second (10 ms hop)."""
-VIDEO_FPS = 25
-"""Frame rate of the model's video timeline."""
+from .smoothing import centred_mean
+from .timebase import (  # noqa: F401  (the time base, used with these helpers everywhere)
+    COLS_PER_FRAME,
+    MFCC_RATE,
+    MS_PER_COL,
+    SAMPLE_RATE,
+    VIDEO_FPS,
+    WINDOW_COLS,
+    WINDOW_FRAMES,
+)
+
 NUM_CEPSTRA = 13
 NUM_MEL_FILTERS = 26
 """Mel filterbank bands the cepstra are taken from (DCT-II of their log energies)."""
 CEP_LIFTER = 22
 """Sinusoidal lifter applied to the cepstra (python_speech_features' default, stated here so
 code that inverts the MFCC, such as the training warp, uses the same value)."""
-COLS_PER_FRAME = MFCC_RATE // VIDEO_FPS  # 4
-WINDOW_FRAMES = 5
-"""Video frames per model window (0.2 s)."""
-WINDOW_COLS = WINDOW_FRAMES * COLS_PER_FRAME  # 20
-MS_PER_COL = 1000 // MFCC_RATE  # 10
-MS_PER_FRAME = 1000 // VIDEO_FPS  # 40
+
 SILENT_C0 = -30.0
 """c0 (log frame energy) at or below this is digital silence: an all-zero frame gives log(eps) ≈ −36;
 the quietest non-silent frames of the training and eval clips reach about −27."""
@@ -128,10 +128,11 @@ def normalize_cepstra(mfcc: np.ndarray, window_cols: int, variance: bool = False
     m = np.asarray(mfcc, np.float64)
     if m.shape[1] == 0 or window_cols <= 1:
         return np.asarray(mfcc, np.float32)
-    mean = centred_mean(m, window_cols, axis=1)
+    width = int(window_cols) | 1  # centred: as many columns before as after
+    mean = centred_mean(m, width, axis=1)
     out = m - mean
     if variance:
-        var = centred_mean(m * m, window_cols, axis=1) - mean * mean
+        var = centred_mean(m * m, width, axis=1) - mean * mean
         out /= np.sqrt(np.maximum(var, CVN_FLOOR ** 2))
     return out.astype(np.float32)
 
@@ -139,20 +140,6 @@ def normalize_cepstra(mfcc: np.ndarray, window_cols: int, variance: bool = False
 CVN_FLOOR = 0.05
 """Smallest standard deviation :func:`normalize_cepstra` divides by (cepstra of speech vary by
 0.5–5 over 3 s; digital silence does not vary at all)."""
-
-
-def centred_mean(x: np.ndarray, width: int, axis: int = 0) -> np.ndarray:
-    """Moving mean along ``axis`` over a centred window of ``width`` samples (``width // 2``
-    either side), over the samples that exist near the ends: no padding, so the ends are not
-    pulled towards a repeated edge value. O(n) by cumulative sums; float64."""
-    x = np.moveaxis(np.asarray(x, np.float64), axis, 0)
-    n = x.shape[0]
-    h = max(0, int(width) // 2)
-    c = np.concatenate([np.zeros((1,) + x.shape[1:]), np.cumsum(x, axis=0)], axis=0)
-    lo = np.clip(np.arange(n) - h, 0, n)
-    hi = np.clip(np.arange(n) + h + 1, 0, n)
-    mean = (c[hi] - c[lo]) / (hi - lo).reshape((-1,) + (1,) * (x.ndim - 1))
-    return np.moveaxis(mean, 0, axis)
 
 
 MFCC_CHUNK_COLS = 1500

@@ -148,15 +148,15 @@ def _drop_first_gop(path: Path) -> None:
 
 
 def test_fix_refuses_to_keep_a_broken_file(gop_mkv, tmp_path, model, monkeypatch):
-    import speakerid.media as media
+    import speakerid.media.write as media_write
 
-    real = media._remux
+    real = media_write._remux
 
     def broken(src, tmp, *a, **kw):
         real(src, tmp, *a, **kw)
         _drop_first_gop(Path(tmp))
 
-    monkeypatch.setattr(media, "_remux", broken)
+    monkeypatch.setattr(media_write, "_remux", broken)
     out = tmp_path / "fixed.mp4"
     with pytest.raises(OutputVerificationError, match="video frames"):
         repair_sync(gop_mkv, out, model=model)

@@ -362,7 +362,7 @@ def test_threshold_decoder_scores_hold_the_competition_term(threshold_result, la
     result = threshold_result
     assert result.decoder == "threshold" and result.threshold == 1.5 and result.smooth_frames == 50
     _assert_agrees_with_labels(result, labels)
-    from speakerid.render import _bar_range, annotate_frame
+    from speakerid.output.render import _bar_range, annotate_frame
 
     assert _bar_range(result.threshold, result.decoder) == (-2.0, 5.5)  # z-scores: below 0 to well above 1.5
     assert annotate_frame(np.zeros((540, 960, 3), np.uint8), 100, result).any()
@@ -402,7 +402,7 @@ def test_default_decoder_gives_speaking_probabilities(result):
         assert ((t.scores[fin] >= 0) & (t.scores[fin] <= 1)).all()
         np.testing.assert_array_equal(t.speaking[fin] & (t.scores[fin] < 0.5), False)
     # the render's score bar spans 0–1 for probabilities: a face at p = 1 fills it to the top
-    from speakerid.render import _bar_range, annotate_frame
+    from speakerid.output.render import _bar_range, annotate_frame
 
     assert _bar_range(hmm.threshold, hmm.decoder) == (0.0, 1.0)
     blank = np.zeros((540, 960, 3), np.uint8)

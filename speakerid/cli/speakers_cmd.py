@@ -80,7 +80,7 @@ def _detect(args):
 def _speakers(args) -> int:
     import json
 
-    from ..export import speaker_name
+    from ..output.export import speaker_name
 
     _check_settings(args)
     check_outputs(args, args.json, args.csv, args.rttm)  # before the work, not after it
@@ -106,7 +106,7 @@ def _speakers(args) -> int:
 
 
 def _render(args) -> int:
-    from ..render import render_speakers
+    from ..output.render import render_speakers
     from . import progress_for
 
     _check_settings(args)

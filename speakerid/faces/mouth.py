@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..features import centred_mean
+from ..smoothing import centred_mean
 
 CROP_SIZE = 111
 MOUTH_SCALE = 0.75
@@ -71,7 +71,7 @@ def track_geometry(boxes: np.ndarray, landmarks: np.ndarray | None, fps: float,
         angles = np.zeros(boxes.shape[0])
     if geometry == "mouth" or boxes.shape[0] == 0:
         return centres, sides, angles
-    width = max(1, int(round(STABLE_S * (fps or 25.0))))
+    width = max(1, int(round(STABLE_S * (fps or 25.0)))) | 1  # centred: as many frames before as after
     sides = centred_mean(sides, width)
     angles = centred_mean(angles, width)
     if landmarks is not None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..smoothing import edge_padded_mean
 from .detector import Detection
 
 
@@ -160,19 +161,6 @@ class ShotTracker:
             tr.add(frame, d)
 
 
-def _smooth(x: np.ndarray, win: int) -> np.ndarray:
-    """Centred moving average along axis 0 with edge padding (window forced odd)."""
-    if win <= 1 or x.shape[0] < 3:
-        return x
-    win = min(win | 1, x.shape[0] if x.shape[0] % 2 else x.shape[0] - 1)
-    if win <= 1:
-        return x
-    pad = win // 2
-    xp = np.concatenate([np.repeat(x[:1], pad, 0), x, np.repeat(x[-1:], pad, 0)], 0)
-    c = np.cumsum(np.concatenate([np.zeros_like(xp[:1]), xp], 0), 0)
-    return (c[win:] - c[:-win]) / win
-
-
 @dataclass
 class DenseTrack:
     """A track with a box (x1, y1, x2, y2) and landmarks on every frame of its span."""
@@ -214,8 +202,8 @@ def densify(raw: RawTrack, *, max_gap: int, smooth_frames: int, min_detections: 
         dense_f = np.arange(f[0], last + 1)
         def interp(v):
             return np.stack([np.interp(dense_f, f, v[idx, c]) for c in range(v.shape[1])], 1)
-        b = _smooth(interp(boxes), smooth_frames)
-        lm = _smooth(interp(lms), smooth_frames).reshape(-1, 5, 2) if lms is not None else None
+        b = edge_padded_mean(interp(boxes), smooth_frames)
+        lm = edge_padded_mean(interp(lms), smooth_frames).reshape(-1, 5, 2) if lms is not None else None
         det = np.isin(dense_f, f)
         sc = np.interp(dense_f, f, scores[idx])
         out.append(DenseTrack(id=raw.id if n == 0 else raw.id * 1000 + n, shot=raw.shot, frames=dense_f,

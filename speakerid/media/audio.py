@@ -1,0 +1,227 @@
+"""Audio aligned to the first video frame: mono 16 kHz for the model, or native for rewriting.
+
+Sample 0 plays at the presentation time of the first video frame (padded with silence, or the
+lead trimmed), so audio sample ``n`` plays ``n / rate`` s after that frame. Audio is decoded a
+piece at a time; nothing here holds a long file's audio whole.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import CorruptMediaError, EmptyMediaError, NoAudioStreamError
+from ..timebase import SAMPLE_RATE
+from .container import PathLike, _check_codec, _check_path, _open
+from .video import first_video_time
+
+def _stream_audio(p: Path, meta: dict, *, rate: int | None, mono: bool, video_start_s: float | None) -> Iterator[np.ndarray]:
+    """Decode the first audio stream to planar float32 pieces ``(channels, n)``: at ``rate``
+    (None = its own) and mixed to mono when asked, else with its own channel layout. ``meta``
+    gets ``rate``, ``layout``, ``audio_start_s`` and ``video_start_s`` before the first piece,
+    and ``listed_s`` (the stream's listed duration, 0 if none) when the stream ends."""
+    import av
+
+    with _open(p) as c:
+        if not c.streams.audio:
+            raise NoAudioStreamError(f"{p}: has no audio stream (speech is needed for this)")
+        aus = c.streams.audio[0]
+        _check_codec(aus, p, "audio")
+        meta["video_start_s"] = float(first_video_time(p) if video_start_s is None else video_start_s)
+        meta.update(rate=0, layout="", audio_start_s=0.0)
+        resampler = None
+        try:
+            for f in c.decode(aus):
+                if resampler is None:
+                    layout = "mono" if mono else f.layout.name
+                    meta.update(rate=int(rate or f.sample_rate), layout=layout,
+                                audio_start_s=float(f.time) if f.time is not None else 0.0)
+                    # planar float keeps channels apart; nothing is mixed unless mono was asked for
+                    resampler = av.AudioResampler(format="fltp", layout=layout, rate=meta["rate"])
+                for g in resampler.resample(f):
+                    yield g.to_ndarray().astype(np.float32, copy=False)
+            if resampler is not None:
+                for g in resampler.resample(None):
+                    yield g.to_ndarray().astype(np.float32, copy=False)
+        except av.error.FFmpegError as e:
+            raise CorruptMediaError(f"{p}: audio decoding failed ({e})") from e
+        meta["listed_s"] = float(aus.duration * aus.time_base) if aus.duration and aus.time_base else 0.0
+
+
+def _check_decoded(p: Path, got_samples: int, sample_rate: int, listed_s: float) -> None:
+    if got_samples == 0:
+        if listed_s > 0:
+            raise CorruptMediaError(f"{p}: truncated or damaged: the audio stream lists {listed_s:.2f} s "
+                                    "but no samples could be decoded")
+        raise EmptyMediaError(f"{p}: audio stream has no decodable samples")
+    got_s = got_samples / sample_rate
+    if listed_s and got_s < 0.95 * listed_s - 0.1:
+        raise CorruptMediaError(f"{p}: truncated or damaged: the audio stream lists {listed_s:.2f} s "
+                                f"but only {got_s:.2f} s could be decoded")
+
+
+def read_audio(path: PathLike, *, sample_rate: int = SAMPLE_RATE, video_start_s: float | None = None) -> np.ndarray:
+    """Decode the first audio stream to mono float32 at ``sample_rate``, aligned to the video.
+
+    Sample 0 plays at the first video frame's presentation time (``video_start_s``, read from
+    the file when not given; 0 for audio-only files). Audio that starts later is padded with
+    silence at the front; audio that starts earlier is trimmed. For long files,
+    :func:`iter_audio` gives the same samples a piece at a time.
+    """
+    pieces = list(iter_audio(path, sample_rate=sample_rate, video_start_s=video_start_s))
+    return np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
+
+
+def iter_audio(path: PathLike, *, sample_rate: int = SAMPLE_RATE, video_start_s: float | None = None) -> Iterator[np.ndarray]:
+    """:func:`read_audio`'s samples as consecutive mono float32 pieces (as they decode, ~20–60 ms
+    each), so a long file's audio is never held at once. The same checks are made; those that
+    need the whole stream (nothing decodable, truncated) raise after the last piece."""
+    for x in _aligned_pieces(_check_path(path), {}, rate=sample_rate, mono=True, video_start_s=video_start_s):
+        yield x[0]
+
+
+def _aligned_pieces(p: Path, meta: dict, *, rate: int | None, mono: bool,
+                    video_start_s: float | None) -> Iterator[np.ndarray]:
+    """:func:`_stream_audio`'s ``(channels, n)`` pieces with sample 0 at the first video frame
+    (silence in front, or the lead dropped);
+    the checks that need the whole stream (nothing decodable, truncated) raise after the last."""
+    got = 0
+    skip = None  # samples to drop at the front (audio before the first video frame)
+    for piece in _stream_audio(p, meta, rate=rate, mono=mono, video_start_s=video_start_s):
+        got += piece.shape[1]
+        if skip is None:
+            lead = int(round((meta["audio_start_s"] - meta["video_start_s"]) * meta["rate"]))
+            if lead > 0:  # audio starts after the first frame: silence in front
+                yield np.zeros((piece.shape[0], lead), np.float32)
+            skip = max(0, -lead)
+        x = piece
+        if skip:
+            k = min(skip, x.shape[1])
+            x, skip = x[:, k:], skip - k
+        if x.shape[1]:
+            yield x
+    _check_decoded(p, got, meta.get("rate") or 1, meta.get("listed_s", 0.0))
+
+
+def audio_extent(path: PathLike) -> tuple[float, float]:
+    """Where the first audio stream starts and ends, in seconds from the first video frame
+    (every sample decoded: a container's listed duration can be wrong)."""
+    meta: dict = {}
+    got = 0
+    for x in _stream_audio(_check_path(path), meta, rate=SAMPLE_RATE, mono=True, video_start_s=None):
+        got += x.shape[1]
+    if got == 0:
+        raise EmptyMediaError(f"{path}: audio stream has no decodable samples")
+    a0 = meta.get("audio_start_s", 0.0) - meta.get("video_start_s", 0.0)
+    return a0, a0 + got / SAMPLE_RATE
+
+
+@dataclass(frozen=True)
+class NativeAudio:
+    """Audio held in memory for :func:`~speakerid.media.write.remux_with_audio`: ``samples``
+    float32 ``(channels, n)`` at ``sample_rate``, sample 0 placed at the first video frame
+    (``video_start_s`` in the output's time)."""
+
+    samples: np.ndarray
+    sample_rate: int
+    layout: str
+    video_start_s: float
+
+    @property
+    def channels(self) -> int:
+        return int(self.samples.shape[0])
+
+    def pieces(self) -> Iterator[np.ndarray]:
+        yield self.samples
+
+
+@dataclass(frozen=True)
+class NativeAudioStream:
+    """A file's audio at its own rate and channel layout, never held whole: ``pieces()`` decodes
+    the stream again each time it is called and gives its samples as ``(channels, n)`` float32
+    pieces, aligned to the first video frame and shifted by ``offset_ms``
+    (:func:`shift_audio_pieces`), so a long file's audio can be rewritten in constant memory."""
+
+    path: Path
+    sample_rate: int
+    layout: str
+    channels: int
+    video_start_s: float
+    offset_ms: float = 0.0
+
+    def pieces(self) -> Iterator[np.ndarray]:
+        raw = _aligned_pieces(self.path, {}, rate=None, mono=False, video_start_s=None)
+        return shift_audio_pieces(raw, self.sample_rate, self.offset_ms)
+
+
+def stream_audio_native(path: PathLike, offset_ms: float = 0.0) -> NativeAudioStream:
+    """The audio of ``path`` as it is (no resampling or down-mixing), aligned to the first video
+    frame and shifted to undo ``offset_ms``: the rate, layout and alignment are read from the
+    stream's first piece now, the samples each time ``pieces()`` is iterated."""
+    p = _check_path(path)
+    meta: dict = {}
+    gen = _aligned_pieces(p, meta, rate=None, mono=False, video_start_s=None)
+    try:
+        first = next(gen)
+    except StopIteration:  # (the generator raises EmptyMediaError itself when nothing decodes)
+        raise EmptyMediaError(f"{p}: audio stream has no decodable samples") from None
+    finally:
+        gen.close()
+    channels = int(first.shape[0])
+    return NativeAudioStream(path=p, sample_rate=int(meta["rate"]), layout=_named_layout(str(meta["layout"]), channels),
+                             channels=channels, video_start_s=float(meta["video_start_s"]), offset_ms=float(offset_ms))
+
+
+def _named_layout(layout: str, channels: int) -> str:
+    """An encoder needs a named layout; containers such as AVI store only a channel count
+    ("1 channels")."""
+    if layout and not layout.endswith("channels"):
+        return layout
+    return {1: "mono", 2: "stereo"}.get(channels, "stereo")
+
+
+def shift_audio_pieces(pieces: Iterable[np.ndarray], sample_rate: int, offset_ms: float) -> Iterator[np.ndarray]:
+    """The concatenation of ``(channels, n)`` pieces with an offset of ``offset_ms``
+    (``t_audio − t_video``) undone, a piece at a time, keeping the length. A positive offset
+    (audio lags) moves the audio earlier: its first samples are dropped and silence is added at
+    the end. A negative one delays it through a buffer of the shift's length (silence first,
+    the last samples dropped)."""
+    k = int(round(float(offset_ms) * sample_rate / 1000.0))
+    n_in = 0
+    held = None
+    channels = 1
+    for x in pieces:
+        x = np.asarray(x, np.float32)
+        channels = x.shape[0]
+        n_in += x.shape[1]
+        if k >= 0:
+            drop = max(0, min(x.shape[1], k - (n_in - x.shape[1])))  # still inside the first k
+            if x.shape[1] > drop:
+                yield x[:, drop:]
+        else:
+            held = np.zeros((channels, -k), np.float32) if held is None else held
+            buf = np.concatenate([held, x], axis=1)
+            if buf.shape[1] > -k:
+                yield buf[:, :buf.shape[1] + k]
+            held = buf[:, buf.shape[1] + k:]
+    if k > 0 and n_in:
+        yield np.zeros((channels, min(k, n_in)), np.float32)
+
+
+def _rechunk(pieces: Iterable[np.ndarray], size: int) -> Iterator[np.ndarray]:
+    """``(channels, n)`` pieces as consecutive blocks of ``size`` samples (the last shorter)."""
+    buf = []
+    have = 0
+    for x in pieces:
+        while x.shape[1]:
+            take = min(size - have, x.shape[1])
+            buf.append(x[:, :take])
+            have += take
+            x = x[:, take:]
+            if have == size:
+                yield buf[0] if len(buf) == 1 else np.concatenate(buf, axis=1)
+                buf, have = [], 0
+    if have:
+        yield np.concatenate(buf, axis=1)
