@@ -89,7 +89,7 @@ def _existing_folder(target: Path) -> Path:
     return d
 
 
-def check_writable(target: PathLike, *, need_bytes: int = 0) -> None:
+def check_writable(target: PathLike, *, need_bytes: int = 0, probe: bool = True) -> None:
     """Raise :class:`OutputNotWritableError` unless a file can be created at ``target``: its
     folder (or the nearest existing folder above it, where the missing ones will be made) takes
     a new file, ``target`` is not a folder, and the disk has ``need_bytes`` free (and 1 MB)."""
@@ -99,12 +99,13 @@ def check_writable(target: PathLike, *, need_bytes: int = 0) -> None:
     d = _existing_folder(target)
     if not d.is_dir():
         raise OutputNotWritableError(f"{target}: cannot be created: {d} is not a folder")
-    try:
-        fd, probe = tempfile.mkstemp(prefix=".speakerid-write-test.", dir=d)
-    except OSError as e:
-        raise OutputNotWritableError(f"{target}: cannot write in {d}: {e.strerror or e}") from e
-    os.close(fd)
-    os.unlink(probe)
+    if probe:
+        try:
+            fd, name = tempfile.mkstemp(prefix=".speakerid-write-test.", dir=d)
+        except OSError as e:
+            raise OutputNotWritableError(f"{target}: cannot write in {d}: {e.strerror or e}") from e
+        os.close(fd)
+        os.unlink(name)
     free = shutil.disk_usage(d).free
     if free < need_bytes + MIN_FREE_BYTES:
         raise OutputNotWritableError(f"{target}: not enough free space in {d} ({free / 1e6:.1f} MB free, "
@@ -112,11 +113,11 @@ def check_writable(target: PathLike, *, need_bytes: int = 0) -> None:
 
 
 def check_output_path(target: PathLike, *, protect: Iterable[PathLike] = (), overwrite: bool = True,
-                      need_bytes: int = 0) -> None:
+                      need_bytes: int = 0, probe: bool = True) -> None:
     """Raise before the work if ``target`` cannot be written as asked: it is one of ``protect``
     (the inputs: by path, or the same file through a link) → :class:`OutputExistsError`; it
     exists and ``overwrite`` is false → :class:`OutputExistsError`; its folder cannot take it →
-    :class:`OutputNotWritableError`."""
+    :class:`OutputNotWritableError` (``probe``: by creating a file there and removing it)."""
     target = Path(target)
     for q in protect:
         if Path(q).exists() and target.exists() and os.path.samefile(q, target):
@@ -125,12 +126,15 @@ def check_output_path(target: PathLike, *, protect: Iterable[PathLike] = (), ove
             raise OutputExistsError(f"{target}: refusing to overwrite the input file")
     if target.exists() and not overwrite:
         raise OutputExistsError(f"{target}: exists (pass overwrite=True / --force to replace it)")
-    check_writable(target, need_bytes=need_bytes)
+    check_writable(target, need_bytes=need_bytes, probe=probe)
 
 
 def _tmp_beside(target: Path) -> Path:
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.{host_tag()}.{os.getpid()}.",
-                                suffix=f"{PARTIAL_TAG}{target.suffix}", dir=target.parent)
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{target.name}.{host_tag()}.{os.getpid()}.",
+                                    suffix=f"{PARTIAL_TAG}{target.suffix}", dir=target.parent)
+    except OSError as e:
+        raise OutputNotWritableError(f"{target}: cannot write in {target.parent}: {e.strerror or e}") from e
     os.close(fd)
     # mkstemp makes the file private (0600); an output should get the usual permissions
     umask = os.umask(0)
@@ -179,7 +183,8 @@ def atomic_output(target: PathLike, *, protect: Iterable[PathLike] = (), overwri
     disk (full, read-only, quota) raises :class:`OutputNotWritableError` naming the target.
     """
     target = Path(target)
-    check_output_path(target, protect=protect, overwrite=overwrite, need_bytes=need_bytes)
+    # the partial file itself proves the folder writable: no separate probe
+    check_output_path(target, protect=protect, overwrite=overwrite, need_bytes=need_bytes, probe=False)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -203,3 +208,10 @@ def atomic_output(target: PathLike, *, protect: Iterable[PathLike] = (), overwri
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def write_text(target: PathLike, text: str, *, protect: Iterable[PathLike] = (), overwrite: bool = True) -> Path:
+    """Write ``text`` (UTF-8) to ``target`` through :func:`atomic_output`."""
+    with atomic_output(target, protect=protect, overwrite=overwrite) as tmp:
+        Path(tmp).write_text(text, encoding="utf-8")
+    return Path(target)

@@ -10,7 +10,8 @@ import pytest
 
 from speakerid.errors import OutputExistsError
 from speakerid.export import CSV_FIELDS, read_csv, read_json, read_rttm, rttm_lines, write_rttm
-from speakerid.speakers import Segment, SpeakerResult, SpeakerTrack, _segments
+from speakerid.speakers import Segment, SpeakerResult, SpeakerTrack
+from speakerid.speakers.labels import speaking_segments
 
 
 def _result(video: str = "/data/my clip.mp4") -> SpeakerResult:
@@ -25,7 +26,7 @@ def _result(video: str = "/data/my clip.mp4") -> SpeakerResult:
                       scores=sc, speaking=np.zeros(50, bool), offset_ms=None)
     t1.speaking[20:35] = True
     tracks = [t0, t1]
-    return SpeakerResult(fps=fps, num_frames=90, tracks=tracks, segments=_segments(tracks, times, fps), video=video,
+    return SpeakerResult(fps=fps, num_frames=90, tracks=tracks, segments=[Segment(*s) for s in speaking_segments(tracks, times, fps)], video=video,
                          threshold=2.0, smooth_frames=25, offset_ms=-40.0, model="abc", frame_times=times)
 
 

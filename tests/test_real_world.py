@@ -84,12 +84,12 @@ def test_moving_mean_keeps_the_length_of_short_series():
 def test_every_smoothing_takes_one_and_two_window_tracks():
     from types import SimpleNamespace
 
-    from speakerid.speakers import _nan_moving_mean
-    from speakerid.sync import _speaker_windows
+    from speakerid.smoothing import triangle_nanmean
+    from speakerid.sync.measure import _speaker_windows
 
     for n in (0, 1, 2, 5):
         x = np.full((n, 3), 0.5)
-        assert _nan_moving_mean(x, 25).shape == (n, 3)
+        assert triangle_nanmean(x, 25).shape == (n, 3)
     rng = np.random.default_rng(0)
     # a long track, a one-window track and a two-window track, all overlapping in time
     per_track = [(SimpleNamespace(starts=np.arange(s, s + n)), rng.random((n, 41)).astype(np.float32), None)

@@ -209,19 +209,19 @@ def test_streamed_default_path_matches_the_crops_path(clip30, monkeypatch):
     """detect_speakers embeds mouth windows while decoding and keeps no crops; its result is the
     one the former path (keep every crop, then embed) gives, up to float16 rounding. The same
     for measure_sync on the streamed and the cropped analysis."""
-    import speakerid.faces as faces
+    import speakerid.speakers.pipeline as pipeline
     from speakerid.model import load_model
     from speakerid.sync import measure_sync
 
     net = load_model(MODEL)
-    real = faces.analyze_faces
+    real = pipeline.analyze_faces
     seen = []
 
     def spy(*args, **kw):  # the real faces stage; only remembers what it returned
         seen.append(real(*args, **kw))
         return seen[-1]
 
-    monkeypatch.setattr(faces, "analyze_faces", spy)
+    monkeypatch.setattr(pipeline, "analyze_faces", spy)
     streamed = detect_speakers(clip30, model=MODEL)
     monkeypatch.undo()
     (a_stream,) = seen
@@ -252,7 +252,7 @@ def test_scoring_in_small_blocks_from_audio_pieces_is_the_same(clip30, monkeypat
     """Long videos are scored from disk a block at a time, with the audio streamed in pieces
     (MFCC, their normalisation and embeddings a chunk at a time). Tiny blocks and pieces, so
     every boundary is crossed many times, give the one-block result up to float rounding."""
-    import speakerid.speakers as S
+    import speakerid.speakers.scoring as S
     from speakerid.faces import analyze_faces
     from speakerid.model import load_model
 
@@ -277,7 +277,7 @@ def test_score_smoothing_is_a_triangle_weighted_mean_ignoring_gaps():
     """Per-face scores are averaged with weights falling linearly from the centre (a box mean
     applied twice): against a brute-force weighted mean, with gaps (unscored frames) and ends;
     and near a turn's edge the other side weighs half what it weighs in a flat mean."""
-    from speakerid.speakers import _nan_moving_mean
+    from speakerid.smoothing import triangle_nanmean
 
     x = np.random.default_rng(0).normal(size=(60, 2))
     x[5:9, 0] = np.nan
@@ -292,10 +292,10 @@ def test_score_smoothing_is_a_triangle_weighted_mean_ignoring_gaps():
             fin = np.isfinite(v)
             ww = np.where(fin, w[ok, None], 0.0)
             ref[t] = np.where(ww.sum(0) > 0, (np.where(fin, v, 0) * ww).sum(0) / np.maximum(ww.sum(0), 1e-12), np.nan)
-        np.testing.assert_allclose(_nan_moving_mean(x, width), ref, atol=1e-12)
+        np.testing.assert_allclose(triangle_nanmean(x, width), ref, atol=1e-12)
     # half a second (12 frames) from a turn's edge, a flat 50-frame mean still carries 26 % of
     # the other side; the triangle 13.5 %
-    edge = _nan_moving_mean(np.r_[np.zeros(100), np.ones(100)][:, None], 50)[:, 0]
+    edge = triangle_nanmean(np.r_[np.zeros(100), np.ones(100)][:, None], 50)[:, 0]
     assert edge[100 - 12] == pytest.approx(0.135, abs=0.01) and edge[100 + 12] == pytest.approx(0.86, abs=0.01)
 
 
@@ -304,7 +304,7 @@ def test_a_track_leaves_the_band_only_for_a_clear_peak_of_its_own():
     elsewhere within ±200 ms: a face heard with an offset of its own is scored there, a chance
     peak or a second peak barely above the band's best is not followed."""
     from speakerid.features import MS_PER_COL
-    from speakerid.speakers import OWN_OFFSET_MS, _track_shift
+    from speakerid.speakers.scoring import OWN_OFFSET_MS, _track_shift
 
     shifts = np.arange(-50, 51, 2)  # ±1 s in MFCC columns, 20 ms steps
     ms = shifts * MS_PER_COL
@@ -333,7 +333,8 @@ def test_competition_takes_a_share_of_the_best_other_face():
     """score − β·max(0, best other face's score at that frame): the runner-up is the top face's
     competitor, a face alone keeps its score, negative or unscored faces take nothing away,
     and the order of faces within a frame never changes."""
-    from speakerid.speakers import SpeakerTrack, _compete
+    from speakerid.speakers import SpeakerTrack
+    from speakerid.speakers.labels import compete as _compete
 
     def track(i, frames, scores):
         f = np.asarray(frames)

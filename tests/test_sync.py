@@ -252,16 +252,13 @@ def test_streamed_audio_matches_the_whole_signal(shifted, analysis, model):
     """measure_sync streams the audio (decoded, turned into MFCC and embedded a piece at a time,
     the embeddings on disk, so a long file's audio is never held): the same distance curves,
     offset and confidence as the whole signal in memory."""
-    from speakerid.progress import silent
-    from speakerid.sync import (DEFAULT_AGGREGATE, DEFAULT_SEGMENT_S, DRIFT_TOLERANCE_MS, MIN_CLIP_CONFIDENCE,
-                                _measure, _prepare_video)
+    from speakerid.sync import SyncInputs, embed_audio, embed_video, measure_prepared
 
+    video = embed_video(shifted[120], model, analysis=analysis)
+    in_memory = SyncInputs(video=video, audio=embed_audio(model, read_audio(shifted[120])))
     for step_ms in (10, 40):
         r = measure_sync(shifted[120], model=model, analysis=analysis, step_ms=step_ms)
-        ref = _measure(_prepare_video(shifted[120], model, analysis=analysis), read_audio(shifted[120]),
-                       search_ms=1000, step_ms=step_ms, aggregate=DEFAULT_AGGREGATE, segment_s=DEFAULT_SEGMENT_S,
-                       drift_tolerance_ms=DRIFT_TOLERANCE_MS, min_confidence=MIN_CLIP_CONFIDENCE, track=None,
-                       refine=True, video_name=str(shifted[120]), t_audio=0.0, progress=silent)
+        ref = measure_prepared(in_memory, step_ms=step_ms)
         assert r.window_curves.shape == ref.window_curves.shape
         assert np.array_equal(np.isnan(r.window_curves), np.isnan(ref.window_curves))
         np.testing.assert_allclose(r.window_curves, ref.window_curves, atol=1e-5, equal_nan=True)
@@ -271,23 +268,23 @@ def test_streamed_audio_matches_the_whole_signal(shifted, analysis, model):
 
 @pytest.mark.parametrize("level", [0.0, 10 ** (-56 / 20), 10 ** (-54 / 20)])
 def test_streamed_silence_check_matches_the_whole_signal(level):
-    from speakerid.sync import _LoudnessTap, _silent
+    from speakerid.sync.inputs import LoudnessTap, is_silent
 
     rng = np.random.default_rng(0)
     x = (rng.normal(0, 1e-5, 50_000)).astype(np.float32)
     x[32_000:35_200] += level * np.sqrt(2) * np.sin(np.arange(3200) / 5).astype(np.float32)  # one loud 0.2 s
     cuts = np.sort(rng.choice(x.size, 40, replace=False))
-    tap = _LoudnessTap(np.split(x, cuts))
+    tap = LoudnessTap(np.split(x, cuts))
     assert np.array_equal(np.concatenate(list(tap)), x)
-    assert tap.num_samples == x.size and tap.silent == _silent(x)
+    assert tap.num_samples == x.size and tap.silent == is_silent(x)
     assert tap.silent == (level < 10 ** (-55 / 20))
 
 
 def test_streamed_audio_reports_progress_every_ten_seconds():
-    from speakerid.sync import _LoudnessTap
+    from speakerid.sync.inputs import LoudnessTap
 
     seen = []
-    tap = _LoudnessTap((np.zeros(7000, np.float32) for _ in range(60)), on_seconds=seen.append)  # 26.25 s
+    tap = LoudnessTap((np.zeros(7000, np.float32) for _ in range(60)), on_seconds=seen.append)  # 26.25 s
     assert sum(x.size for x in tap) == 420_000 and tap.silent
     assert [int(s) for s in seen] == [10, 20]
 

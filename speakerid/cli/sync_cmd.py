@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import sys
 
 from .common import add_face_args, add_json_arg, add_model_args, add_run_args, check_outputs, write_json_text
 

@@ -14,47 +14,23 @@ to write over the input video named in ``protect``.
 from __future__ import annotations
 
 import csv
-import io
 import json
-import math
 import os
 import re
-from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 
-from ..outputs import atomic_output
-from ..speakers import Segment, SpeakerResult, SpeakerTrack
+from ..speakers import CSV_FIELDS, Segment, SpeakerResult, SpeakerTrack, speaker_name
 
 __all__ = ["write_json", "write_csv", "write_rttm", "read_json", "read_csv", "read_rttm", "rttm_lines",
            "speaker_name", "CSV_FIELDS"]
-
-CSV_FIELDS = ["track", "frame", "time_s", "x", "y", "w", "h", "score", "speaking"]
-
-
-def speaker_name(track_id: int) -> str:
-    """The RTTM speaker name of a face track."""
-    return f"face{int(track_id)}"
-
-
-def _protect(result: SpeakerResult, protect: Iterable[str | os.PathLike] | None) -> list:
-    out = list(protect or [])
-    if result.video:
-        out.append(result.video)
-    return out
-
-
-def _write_text(path, text: str, protect, overwrite: bool = True) -> Path:
-    with atomic_output(path, protect=protect, overwrite=overwrite) as tmp:
-        Path(tmp).write_text(text, encoding="utf-8")
-    return Path(path)
 
 
 def write_json(result: SpeakerResult, path: str | os.PathLike, *, protect=None, indent: int | None = None,
                overwrite: bool = True) -> Path:
     """Write ``result.to_dict()`` as JSON."""
-    return _write_text(path, json.dumps(result.to_dict(), indent=indent) + "\n", _protect(result, protect), overwrite)
+    return result.to_json(path, protect=protect, indent=indent, overwrite=overwrite)
 
 
 def read_json(path: str | os.PathLike) -> SpeakerResult:
@@ -63,15 +39,7 @@ def read_json(path: str | os.PathLike) -> SpeakerResult:
 
 def write_csv(result: SpeakerResult, path: str | os.PathLike, *, protect=None, overwrite: bool = True) -> Path:
     """One row per track per frame (``CSV_FIELDS``)."""
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(CSV_FIELDS)
-    for t in result.tracks:
-        for f, box, s, sp in zip(t.frames, t.boxes, t.scores, t.speaking, strict=True):
-            ts = result.time_of(int(f))
-            w.writerow([t.id, int(f), f"{ts:.4f}", *(f"{float(v):.1f}" for v in box),
-                        "" if not math.isfinite(float(s)) else f"{float(s):.3f}", int(bool(sp))])
-    return _write_text(path, buf.getvalue(), _protect(result, protect), overwrite)
+    return result.to_csv(path, protect=protect, overwrite=overwrite)
 
 
 def read_csv(path: str | os.PathLike) -> list[SpeakerTrack]:
@@ -93,27 +61,15 @@ def read_csv(path: str | os.PathLike) -> list[SpeakerTrack]:
     return out
 
 
-def _uri(result: SpeakerResult, uri: str | None) -> str:
-    name = uri if uri is not None else (Path(result.video).stem if result.video else "video")
-    # RTTM fields are whitespace separated
-    return re.sub(r"\s+", "_", name) or "video"
-
-
 def rttm_lines(result: SpeakerResult, *, uri: str | None = None) -> list[str]:
     """The RTTM lines of the result's speaking segments, in time order."""
-    u = _uri(result, uri)
-    lines = []
-    for s in sorted(result.segments, key=lambda s: (s.start, s.track)):
-        dur = max(0.0, s.end - s.start)
-        lines.append(f"SPEAKER {u} 1 {s.start:.3f} {dur:.3f} <NA> <NA> {speaker_name(s.track)} <NA> <NA>")
-    return lines
+    return result.rttm_lines(uri=uri)
 
 
 def write_rttm(result: SpeakerResult, path: str | os.PathLike, *, uri: str | None = None, protect=None,
                overwrite: bool = True) -> Path:
     """One SPEAKER line per speaking segment (an empty file when nobody speaks)."""
-    lines = rttm_lines(result, uri=uri)
-    return _write_text(path, "".join(line + "\n" for line in lines), _protect(result, protect), overwrite)
+    return result.to_rttm(path, uri=uri, protect=protect, overwrite=overwrite)
 
 
 def read_rttm(path: str | os.PathLike) -> list[tuple[str, Segment]]:

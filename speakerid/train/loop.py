@@ -29,7 +29,6 @@ import csv
 import json
 import math
 import os
-import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
