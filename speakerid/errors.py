@@ -78,3 +78,7 @@ class InvalidSettingError(SpeakerIdError, ValueError):
 
 class SyncDriftError(NoSyncEvidenceError):
     """The offset changes along the video (segments disagree): one constant shift cannot repair it."""
+
+
+class TrainingDataError(SpeakerIdError, ValueError):
+    """The training cache cannot be trained on (no clips, or clips cut with different crop framings)."""

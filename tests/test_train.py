@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from speakerid.errors import TrainingDataError
 from speakerid.model import SyncNet, SyncNetConfig, load_model, read_checkpoint
 from speakerid.train.data import MAX_ALIGN, MAX_SHIFT, PAD, ClipData, WindowSampler
 from speakerid.train.loop import (TrainConfig, Trainer, WeightAverage, aggregate_offset, clip_alignment,
@@ -398,7 +399,7 @@ def test_the_model_takes_its_crop_geometry_from_the_cache_and_refuses_a_mixed_on
     z = dict(np.load(d / "clip0.npz"))
     z["meta"] = json.dumps({"group": "synthetic"})  # written before geometries were recorded: "mouth"
     np.savez(d / "clip0.npz", **z)
-    with pytest.raises(SystemExit, match="mixes crop geometries"):
+    with pytest.raises(TrainingDataError, match="mixes crop geometries"):
         Trainer(TrainConfig(out_dir=str(tmp_path / "b"), **base), log=lambda m: None).run()
 
 
