@@ -181,6 +181,15 @@ def ms_to_shift(offset_ms: float) -> int:
     return int(round(float(offset_ms) / MS_PER_COL))
 
 
+def reference_span(centre, n: int, width: int):
+    """``(lo, hi)``: the frames ``[lo, hi)`` of a track of ``n`` frames whose mean is the mouth
+    reference of frame ``centre`` (an int or an array): ``width`` frames centred on it, cut at
+    the track's ends. The one definition the network's
+    :meth:`~speakerid.model.SyncNet.mouth_reference` and the streaming faces stage share."""
+    lo = np.clip(centre - width // 2, 0, n)
+    return lo, np.clip(centre - width // 2 + width, 0, n)
+
+
 MIN_SPAN_S = 0.4
 """Beyond the search range and one window, this much more video is needed, so that every shift
 in the range is seen by at least ~10 windows."""

@@ -1,4 +1,4 @@
-"""The model's clocks: the one definition of its time base, shared by every stage.
+"""The model's clocks and input shape: the one definition, shared by every stage.
 
 The model's timeline is 25 fps video and 100 Hz MFCC of 16 kHz audio, so one video frame spans
 exactly four MFCC columns, and a 0.2 s window is 5 frames or 20 columns. Media decodes to it,
@@ -18,3 +18,5 @@ WINDOW_FRAMES = 5
 """Video frames per model window (0.2 s)."""
 WINDOW_COLS = WINDOW_FRAMES * COLS_PER_FRAME  # 20
 MS_PER_COL = 1000 // MFCC_RATE  # 10
+CROP_SIZE = 111
+"""Side (pixels) of the grayscale mouth crops the video stream takes."""

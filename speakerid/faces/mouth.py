@@ -19,8 +19,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..smoothing import centred_mean
+from ..timebase import CROP_SIZE
 
-CROP_SIZE = 111
 MOUTH_SCALE = 0.75
 """Crop side as a fraction of the face box height: mouth, chin and the bottom of the nose."""
 STABLE_S = 1.0

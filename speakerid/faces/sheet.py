@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 
-from . import FaceAnalysis
+from .analysis import FaceAnalysis
 
 
 def contact_sheet(analysis: FaceAnalysis, *, per_track: int = 12, max_tracks: int = 12) -> np.ndarray:
@@ -36,7 +36,7 @@ def contact_sheet(analysis: FaceAnalysis, *, per_track: int = 12, max_tracks: in
 def write_contact_sheet(analysis: FaceAnalysis, path: str | os.PathLike, *, overwrite: bool = True, **kw) -> None:
     import cv2
 
-    from ..media import atomic_output
+    from ..outputs import atomic_output
 
     with atomic_output(path, protect=[analysis.info.path], overwrite=overwrite) as tmp:
         ok, buf = cv2.imencode(".png", contact_sheet(analysis, **kw))

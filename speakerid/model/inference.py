@@ -11,6 +11,12 @@ from ..features import NUM_CEPSTRA, WINDOW_COLS, WINDOW_FRAMES
 from ..rowstore import RowStore
 from .network import CROP, SyncNet
 
+def model_key(model: SyncNet) -> str:
+    """A name for a model's weights: its fingerprint, or (weights not from a checkpoint, as in
+    training) the object's identity. Embeddings made with one key are reused only for that key."""
+    return getattr(model, "fingerprint", "") or f"object-{id(model)}"
+
+
 @dataclass
 class Embedder:
     """Batched, gradient-free embedding of windows from a clip's crops and MFCC."""
@@ -21,6 +27,10 @@ class Embedder:
 
     def __post_init__(self):
         self._dev = next(self.model.parameters()).device
+
+    @property
+    def model_key(self) -> str:
+        return model_key(self.model)
 
     @torch.no_grad()
     def windows(self, windows: np.ndarray) -> np.ndarray:
@@ -131,6 +141,8 @@ class VideoWindowEmbedder:
 
     def __init__(self, model: SyncNet, batch_size: int = 32):
         self.model = model
+        self.model_key = model_key(model)
+        """Names the weights (:func:`model_key`): the faces stage records it with the embeddings."""
         self.reference = int(model.config.video_ref)
         """Frames of the mouth reference each window needs beside its 5 crops (0: none)."""
         self.seconds = 0.0

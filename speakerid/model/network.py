@@ -12,9 +12,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..features import NUM_CEPSTRA, WINDOW_COLS, WINDOW_FRAMES
+from ..features import NUM_CEPSTRA, WINDOW_COLS, WINDOW_FRAMES, reference_span
+from ..timebase import CROP_SIZE
 
-CROP = 111
+CROP = CROP_SIZE
 
 
 @dataclass
@@ -79,15 +80,6 @@ class _CentreCrop(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         o = (x.shape[-1] - self.size) // 2
         return x[..., o:o + self.size, o:o + self.size]
-
-
-def reference_span(centre, n: int, width: int):
-    """``(lo, hi)``: the frames ``[lo, hi)`` of a track of ``n`` frames whose mean is the mouth
-    reference of frame ``centre`` (an int or an array): ``width`` frames centred on it, cut at
-    the track's ends. The one definition :meth:`SyncNet.mouth_reference` and the streaming
-    faces stage share."""
-    lo = np.clip(centre - width // 2, 0, n)
-    return lo, np.clip(centre - width // 2 + width, 0, n)
 
 
 def _video_channels(cfg: SyncNetConfig) -> int:

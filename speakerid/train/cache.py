@@ -79,7 +79,9 @@ def preprocess_clip(video: str | os.PathLike, out: str | os.PathLike, meta: dict
 
     a = analyze_faces(video, detect_every=detect_every, detect_width=detect_width, crop_geometry=crop_geometry)
     n = a.timeline.num_model_frames
-    count = a.faces_per_model_frame()
+    count = np.zeros(n, np.int32)
+    for t in a.tracks:
+        count[t.model_frames] += 1
     crops = np.zeros((n, 111, 111), np.uint8)
     usable = np.zeros(n, bool)
     for t in a.tracks:
@@ -98,7 +100,7 @@ def preprocess_clip(video: str | os.PathLike, out: str | os.PathLike, meta: dict
     tmp = out.with_name(f".{out.name}.partial")
     try:
         with open(tmp, "wb") as fh:
-            np.savez(fh, crops=crops, usable=usable, shot=a.shot_of_model().astype(np.int16), mfcc=mfcc,
+            np.savez(fh, crops=crops, usable=usable, shot=a.shot_of_source(a.timeline.model_to_source).astype(np.int16), mfcc=mfcc,
                      meta=json.dumps(meta))
         os.replace(tmp, out)
     finally:
