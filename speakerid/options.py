@@ -50,8 +50,8 @@ class FaceOptions:
                          choices=DETECTORS, cli_default=DETECTORS[0])
     """A backend's name (``"retinaface"``, the default, or ``"centerface"``) or a detector object
     (:class:`~speakerid.faces.detector.FaceDetector`); None = the default."""
-    detect_every: int = _opt(3, "run the face detector every N frames")
-    detect_width: int = _opt(512, "face detector input width in pixels")
+    detect_every: int = _opt(3, "run the face detector every N frames", metavar="N")
+    detect_width: int = _opt(512, "face detector input width in pixels", metavar="PX")
 
     def __post_init__(self):
         if isinstance(self.detector, str) and self.detector not in DETECTORS:
@@ -70,16 +70,20 @@ class FaceOptions:
 class SyncOptions:
     """How an offset is measured (:func:`speakerid.sync.measure_sync`)."""
 
-    search_ms: float = _opt(1000.0, "search offsets within ±N ms (the clip must be at least N ms + 0.6 s long)")
-    step_ms: float = _opt(float(MS_PER_COL), "shift step in ms, a multiple of 10 (40 = whole video frames)")
+    search_ms: float = _opt(1000.0, "search offsets within ±MS ms (the clip must be at least MS ms + 0.6 s long)",
+                          metavar="MS")
+    step_ms: float = _opt(float(MS_PER_COL), "shift step in ms, a multiple of 10 (40 = whole video frames)",
+                        metavar="MS")
     aggregate: str = _opt(DEFAULT_AGGREGATE, "how windows are combined (speakerid.evidence.aggregate_windows)",
                           choices=AGGREGATES, cli=False)
-    segment_s: float = _opt(DRIFT_SEGMENT_S, "segment length for the drift check, s (0: no drift check)")
+    segment_s: float = _opt(DRIFT_SEGMENT_S, "segment length for the drift check, s (0: no drift check)",
+                           metavar="S")
     drift_tolerance_ms: float = _opt(DRIFT_TOLERANCE_MS, "segment offsets further apart than this are drift",
                                      cli=False)
     min_confidence: float = _opt(0.05, "clip confidence under which no offset is reported", cli=False)
     """Distances lie in [0, 2]; docs/sync.md says how the threshold was set."""
-    track: int | None = _opt(None, "measure this face track only (ids as in `speakerid tracks`)")
+    track: int | None = _opt(None, "measure this face track only (ids as in `speakerid tracks`)",
+                             metavar="ID")
     refine: bool = _opt(True, "refine the offset between shift steps with a parabola", cli=False)
 
     def __post_init__(self):

@@ -11,6 +11,7 @@ import importlib
 import sys
 
 from ..errors import SpeakerIdError
+from .common import progress_for  # noqa: F401  (named here by older imports)
 
 # module names under speakerid.cli, in the order their subcommands are listed in --help
 COMMAND_MODULES = ["faces_cmd", "speakers_cmd", "sync_cmd", "batch_cmd", "train_cmd"]
@@ -26,15 +27,6 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMAND_MODULES:
         importlib.import_module(f"{__name__}.{name}").register(sub)
     return p
-
-
-def progress_for(args):
-    """A bar on a terminal, plain lines elsewhere (logs, CI, notebooks), nothing with --quiet."""
-    from ..progress import LineProgress, SilentProgress, StderrProgress
-
-    if getattr(args, "quiet", False) or getattr(args, "quiet_all", False):
-        return SilentProgress()
-    return StderrProgress() if sys.stderr.isatty() else LineProgress()
 
 
 def main(argv: list[str] | None = None) -> int:

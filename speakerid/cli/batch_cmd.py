@@ -32,7 +32,7 @@ def register(sub) -> None:
 
 def _batch(args) -> int:
     from ..batch import BatchOptions, main_summary, run
-    from . import progress_for
+    from .common import progress_for
 
     opts = BatchOptions(task=args.task, jobs=args.jobs, threads=args.threads, timeout_s=args.timeout_s,
                         memory_mb=args.memory_mb, detector=args.detector, model=args.model)

@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import fields
+
+_TYPES = {"int": int, "float": float, "str": str, "int | None": int, "float | None": float, "Any": str}
 
 
 def add_model_args(p) -> None:
@@ -22,11 +25,35 @@ def add_model_args(p) -> None:
     p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
 
 
+def add_options(p, cls) -> None:
+    """One flag per field of the options dataclass ``cls`` (:mod:`speakerid.options`) that has
+    one: its name (``search_ms`` → ``--search-ms``, or the field's ``flag``), type, default,
+    choices and help come from the field, so the CLI cannot disagree with the API."""
+    d = cls()
+    for f in fields(cls):
+        md = f.metadata
+        if md.get("cli", True) is False:
+            continue
+        flag = md.get("flag", "--" + f.name.replace("_", "-"))
+        if md.get("invert"):
+            p.add_argument(flag, dest=f.name, action="store_false", help=md["help"])
+            continue
+        default = md.get("cli_default", getattr(d, f.name))
+        shown = "" if default is None or "default" in md["help"] else f" (default {default:g})" if isinstance(
+            default, float) else f" (default {default})"
+        p.add_argument(flag, dest=f.name, type=_TYPES[str(f.type)], default=default, choices=md.get("choices"),
+                       metavar=md.get("metavar"), help=md["help"] + shown)
+
+
+def options_from_args(args, cls):
+    """The options object of ``cls`` from the parsed flags :func:`add_options` made."""
+    return cls(**{f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)})
+
+
 def add_face_args(p) -> None:
-    p.add_argument("--detector", choices=("retinaface", "centerface"), default="retinaface",
-                   help="face detector (default retinaface; docs/design.md compares them)")
-    p.add_argument("--detect-every", type=int, default=3, help="run the face detector every N frames (default 3)")
-    p.add_argument("--detect-width", type=int, default=512, help="face detector input width in pixels (default 512)")
+    from ..options import FaceOptions
+
+    add_options(p, FaceOptions)
 
 
 def add_run_args(p, *, force: bool = True) -> None:
@@ -43,7 +70,7 @@ def add_json_arg(p, what: str) -> None:
 
 def check_outputs(args, *paths) -> None:
     """Fail before any work if one of ``paths`` (None and '-' skipped) cannot be written as asked."""
-    from ..media import check_output_path
+    from ..outputs import check_output_path
 
     for p in paths:
         if p and p != "-":
@@ -55,12 +82,9 @@ def write_json_text(args, path: str, text: str) -> None:
     if path == "-":
         sys.stdout.write(text + "\n")
         return
-    from pathlib import Path
+    from ..outputs import write_text
 
-    from ..media import atomic_output
-
-    with atomic_output(path, protect=[args.video], overwrite=getattr(args, "force", False)) as tmp:
-        Path(tmp).write_text(text + "\n")
+    write_text(path, text + "\n", protect=[args.video], overwrite=getattr(args, "force", False))
 
 
 def no_face_error(args, need: str = "to read the lips from"):
@@ -68,3 +92,12 @@ def no_face_error(args, need: str = "to read the lips from"):
     from ..errors import NoFaceError
 
     return NoFaceError(f"{args.video}: no face big enough {need} was found")
+
+
+def progress_for(args):
+    """A bar on a terminal, plain lines elsewhere (logs, CI, notebooks), nothing with --quiet."""
+    from ..progress import LineProgress, SilentProgress, StderrProgress
+
+    if getattr(args, "quiet", False) or getattr(args, "quiet_all", False):
+        return SilentProgress()
+    return StderrProgress() if sys.stderr.isatty() else LineProgress()

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import sys
 
-from .common import add_face_args, add_run_args, check_outputs, no_face_error, write_json_text
+from .common import add_face_args, add_run_args, check_outputs, no_face_error, options_from_args, write_json_text
 
 
 def register(sub) -> None:
@@ -29,12 +29,13 @@ def register(sub) -> None:
 
 def _tracks(args) -> int:
     from ..faces import analyze_faces
-    from . import progress_for
+    from ..options import FaceOptions
+    from .common import progress_for
 
     check_outputs(args, args.output)  # fail before the work, not after
     prog = progress_for(args)
-    a = analyze_faces(args.video, detect_every=args.detect_every, detect_width=args.detect_width,
-                      detector=args.detector, crops=False, progress=prog)
+    a = analyze_faces(args.video, **options_from_args(args, FaceOptions).analyze_kwargs(), crops=False,
+                      progress=prog)
     prog.close()
     write_json_text(args, args.output or "-", json.dumps(a.to_dict(), indent=1))
     if not a.tracks:
@@ -44,8 +45,9 @@ def _tracks(args) -> int:
 
 def _crops(args) -> int:
     from ..faces import analyze_faces
+    from ..options import FaceOptions
     from ..faces.sheet import write_contact_sheet
-    from . import progress_for
+    from .common import progress_for
 
     check_outputs(args, args.output)
     geometry = args.crop_geometry
@@ -54,8 +56,8 @@ def _crops(args) -> int:
 
         geometry = load_model(device="cpu").config.crop_geometry
     prog = progress_for(args)
-    a = analyze_faces(args.video, detect_every=args.detect_every, detect_width=args.detect_width,
-                      detector=args.detector, crop_geometry=geometry, progress=prog)
+    a = analyze_faces(args.video, **options_from_args(args, FaceOptions).analyze_kwargs(), crop_geometry=geometry,
+                      progress=prog)
     prog.close()
     if not a.tracks:
         raise no_face_error(args, "to track")

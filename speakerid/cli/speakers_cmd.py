@@ -3,31 +3,14 @@ from __future__ import annotations
 
 import sys
 
-from .common import add_face_args, add_json_arg, add_model_args, add_run_args, check_outputs, no_face_error
+from .common import (add_face_args, add_json_arg, add_model_args, add_options, add_run_args, check_outputs,
+                     no_face_error, options_from_args)
 
 
 def _add_scoring_args(p) -> None:
-    from ..speakers import (DECODER_DEFAULTS, DECODERS, DEFAULT_COMPETITION, DEFAULT_DECODER,
-                            DEFAULT_MAX_SHIFT_FRAMES)
+    from ..options import SpeakerOptions
 
-    hmm, thr = DECODER_DEFAULTS["hmm"], DECODER_DEFAULTS["threshold"]
-    p.add_argument("--decoder", choices=DECODERS, default=DEFAULT_DECODER,
-                   help="hmm: scores are the probability that a face speaks, from a turn model; threshold: "
-                        f"calibrated z-scores less the competition term (default {DEFAULT_DECODER})")
-    p.add_argument("--threshold", type=float, default=None,
-                   help=f"score at which a face counts as speaking (default {hmm['threshold']:g} with the hmm "
-                        f"decoder, {thr['threshold']:g} with threshold)")
-    p.add_argument("--smooth", type=int, default=None, metavar="FRAMES",
-                   help=f"average scores over this many 25 fps frames (default {hmm['smooth_frames']} with the hmm "
-                        f"decoder, {thr['smooth_frames']} with threshold)")
-    p.add_argument("--max-shift", type=int, default=DEFAULT_MAX_SHIFT_FRAMES, metavar="FRAMES",
-                   help="how far (40 ms frames) a face's audio offset may differ from the video's "
-                        f"(default {DEFAULT_MAX_SHIFT_FRAMES})")
-    p.add_argument("--overlap", action="store_true",
-                   help="let several faces be labelled speaking at once (default: only the highest-scoring face)")
-    p.add_argument("--competition", type=float, default=None, metavar="SHARE",
-                   help="threshold decoder: share of the best other face's score taken off each face's score "
-                        f"(default {DEFAULT_COMPETITION:g}; 0 with --overlap)")
+    add_options(p, SpeakerOptions)
     add_model_args(p)
     add_face_args(p)
     add_run_args(p)
@@ -54,23 +37,20 @@ def register(sub) -> None:
     p.set_defaults(func=_render)
 
 
-def _check_settings(args) -> None:
-    """Name a scoring option the decoder does not take before any work starts."""
-    from ..speakers import decoder_settings
+def _options(args):
+    """The scoring and face options of the flags, checked before any work starts."""
+    from ..options import FaceOptions, SpeakerOptions
 
-    decoder_settings(args.decoder, args.threshold, args.smooth, args.competition, exclusive=not args.overlap)
+    return options_from_args(args, SpeakerOptions), options_from_args(args, FaceOptions)
 
 
 def _detect(args):
     from ..speakers import detect_speakers
-    from . import progress_for
+    from .common import progress_for
 
+    options, faces = _options(args)
     prog = progress_for(args)
-    result = detect_speakers(args.video, model=args.model, threshold=args.threshold, smooth_frames=args.smooth,
-                             max_shift_frames=args.max_shift, exclusive=not args.overlap, decoder=args.decoder,
-                             competition=args.competition, detect_every=args.detect_every,
-                             detect_width=args.detect_width, detector=args.detector, device=args.device,
-                             progress=prog)
+    result = detect_speakers(args.video, options, faces=faces, model=args.model, device=args.device, progress=prog)
     prog.close()
     for w in result.warnings:
         print(f"speakerid: warning: {w}", file=sys.stderr)
@@ -82,7 +62,7 @@ def _speakers(args) -> int:
 
     from ..output.export import speaker_name
 
-    _check_settings(args)
+    _options(args)
     check_outputs(args, args.json, args.csv, args.rttm)  # before the work, not after it
     result = _detect(args)
     if args.json == "-":
@@ -107,9 +87,9 @@ def _speakers(args) -> int:
 
 def _render(args) -> int:
     from ..output.render import render_speakers
-    from . import progress_for
+    from .common import progress_for
 
-    _check_settings(args)
+    _options(args)
     check_outputs(args, args.output, args.json)
     result = _detect(args)
     if not result.tracks:

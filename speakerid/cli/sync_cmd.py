@@ -3,16 +3,17 @@ from __future__ import annotations
 
 import json
 
-from .common import add_face_args, add_json_arg, add_model_args, add_run_args, check_outputs, write_json_text
+from .common import (add_face_args, add_json_arg, add_model_args, add_options, add_run_args, check_outputs,
+                     options_from_args, write_json_text)
 
 CONVENTION = "offset_ms = t_audio - t_video; negative = audio leads the video"
 
 
 def _add_measure_args(p) -> None:
-    p.add_argument("--search-ms", type=float, default=1000, help="search offsets within ±N ms (default 1000)")
-    p.add_argument("--step-ms", type=float, default=10, help="shift step in ms, a multiple of 10 (default 10)")
-    p.add_argument("--segment-s", type=float, default=10.0, help="segment length for the drift check (default 10 s)")
-    p.add_argument("--track", type=int, help="measure this face track only (ids as in `speakerid tracks`)")
+    from ..options import SyncOptions
+
+    add_options(p, SyncOptions)
+    add_face_args(p)
 
 
 def register(sub) -> None:
@@ -27,7 +28,6 @@ def register(sub) -> None:
     p.add_argument("--plot", metavar="PNG", help="write a plot: distance vs shift, offset and confidence over time")
     _add_measure_args(p)
     add_model_args(p)
-    add_face_args(p)
     add_run_args(p)
     p.set_defaults(func=_sync)
 
@@ -51,15 +51,15 @@ def register(sub) -> None:
 
 def _sync(args) -> int:
     from ..errors import NoFaceError, NoSyncEvidenceError
-    from ..sync import check_sync_settings, measure_sync, plot_sync
-    from . import progress_for
+    from ..options import FaceOptions, SyncOptions
+    from ..output.plots import plot_sync
+    from ..sync import measure_sync
+    from .common import progress_for
 
-    check_sync_settings(search_ms=args.search_ms, step_ms=args.step_ms, segment_s=args.segment_s)
+    options, faces = options_from_args(args, SyncOptions), options_from_args(args, FaceOptions)  # checked here
     check_outputs(args, args.json, args.plot)
     prog = progress_for(args)
-    r = measure_sync(args.video, search_ms=args.search_ms, step_ms=args.step_ms, segment_s=args.segment_s,
-                     track=args.track, model=args.model, device=args.device, detect_every=args.detect_every,
-                     detector=args.detector, progress=prog)
+    r = measure_sync(args.video, options, faces=faces, model=args.model, device=args.device, progress=prog)
     prog.close()
     if args.plot:
         plot_sync(r, args.plot, overwrite=args.force)
@@ -80,13 +80,14 @@ def _sync(args) -> int:
 
 
 def _fix(args) -> int:
+    from ..options import FaceOptions, SyncOptions
     from ..sync import repair_sync
-    from . import progress_for
+    from .common import progress_for
 
+    options, faces = options_from_args(args, SyncOptions), options_from_args(args, FaceOptions)
     check_outputs(args, args.json if args.json != "-" else None)
     prog = progress_for(args)
-    rr = repair_sync(args.video, args.output, offset_ms=args.offset_ms, search_ms=args.search_ms,
-                     step_ms=args.step_ms, segment_s=args.segment_s, track=args.track,
+    rr = repair_sync(args.video, args.output, offset_ms=args.offset_ms, options=options, faces=faces,
                      overwrite=args.force, remeasure=not args.no_remeasure, model=args.model, device=args.device,
                      accept_unreliable=args.accept_unreliable, progress=prog)
     prog.close()

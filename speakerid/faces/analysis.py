@@ -210,11 +210,34 @@ def analyze_faces(video: str | os.PathLike, *, detector: FaceDetector | str | No
         raise NoVideoStreamError(f"{video}: has no video stream")
     if detector is None or isinstance(detector, str):  # a backend by name (default: RetinaFace)
         detector = make_detector(detector or DETECTORS[0], input_width=detect_width, threads=_default_threads())
-    src_w, _src_h = info.display_size
+    times, cuts, raw = _detect_and_track(video, info, detector, detect_every, detect_width, progress)
+    timeline = Timeline.from_times(np.asarray(times))
     fps_guess = info.fps or 25.0
-    max_gap = max(1, int(round(max_gap_s * fps_guess)))
-    smooth = max(1, int(round(smooth_s * fps_guess)))
-    min_dets = max(2, int(np.ceil(min_track_s * fps_guess / detect_every)))
+    dense = _dense_tracks(raw, cuts, len(times), detect_every, max_gap=max(1, int(round(max_gap_s * fps_guess))),
+                          smooth=max(1, int(round(smooth_s * fps_guess))),
+                          min_dets=max(2, int(np.ceil(min_track_s * fps_guess / detect_every))))
+    del raw, times  # pass 1's per-keyframe detections: not needed any more
+    tracks = []
+    for new_id, d in enumerate(dense):
+        lo, hi = int(d.frames[0]), int(d.frames[-1])
+        mf = np.nonzero((timeline.model_to_source >= lo) & (timeline.model_to_source <= hi))[0]
+        xywh = d.boxes.copy()
+        xywh[:, 2:] -= xywh[:, :2]
+        tracks.append(FaceTrack(id=new_id, shot=d.shot, frames=d.frames.astype(np.int64), boxes=xywh.astype(np.float32),
+                                landmarks=None if d.landmarks is None else d.landmarks.astype(np.float32),
+                                detected=d.detected, model_frames=mf.astype(np.int64)))
+    analysis = FaceAnalysis(info=info, timeline=timeline, shot_starts=np.asarray(cuts, np.int64), tracks=tracks,
+                            crop_geometry=crop_geometry)
+    if crops and tracks:
+        sink = WindowStream(embed, tracks, embed_step) if embed is not None else None
+        cut_crops(video, analysis, progress, sink, crop_geometry)
+    return analysis
+
+
+def _detect_and_track(video, info: MediaInfo, detector: FaceDetector, detect_every: int, detect_width: int,
+                      progress: ProgressFn) -> tuple[array, list[int], list]:
+    """Pass 1: every frame's time, the shot cuts, and each shot's raw keyframe tracks."""
+    src_w, _src_h = info.display_size
     shots = ShotDetector()
     times = array("d")  # every frame's time: 8 bytes a frame, not a Python float's 32
     trackers: list[ShotTracker] = []
@@ -244,29 +267,19 @@ def analyze_faces(video: str | os.PathLike, *, detector: FaceDetector | str | No
     progress("faces", len(times), len(times))
     if trackers:
         raw.extend(trackers[-1].tracks.values())
-    timeline = Timeline.from_times(np.asarray(times))
+    return times, list(shots.cuts), raw
+
+
+def _dense_tracks(raw: list, cuts: list[int], num_frames: int, detect_every: int, *, max_gap: int, smooth: int,
+                  min_dets: int) -> list:
+    """Every raw track made dense (:func:`.tracking.densify`), in order of first frame."""
     # a shot's last frames after its last keyframe were never shown to the detector: a track
     # alive at that keyframe is held to the shot's end (at most detect_every - 1 frames)
-    shot_ends = [c - 1 for c in shots.cuts[1:]] + [len(times) - 1]
+    shot_ends = [c - 1 for c in cuts[1:]] + [num_frames - 1]
     dense = []
     for r in raw:
         end = shot_ends[r.shot]
         hold = end if r.frames and end - r.frames[-1] < detect_every else None
         dense.extend(densify(r, max_gap=max_gap, smooth_frames=smooth, min_detections=min_dets, hold_until=hold))
     dense.sort(key=lambda t: (int(t.frames[0]), float(t.boxes[0, 0])))
-    tracks = []
-    for new_id, d in enumerate(dense):
-        lo, hi = int(d.frames[0]), int(d.frames[-1])
-        mf = np.nonzero((timeline.model_to_source >= lo) & (timeline.model_to_source <= hi))[0]
-        xywh = d.boxes.copy()
-        xywh[:, 2:] -= xywh[:, :2]
-        tracks.append(FaceTrack(id=new_id, shot=d.shot, frames=d.frames.astype(np.int64), boxes=xywh.astype(np.float32),
-                                landmarks=None if d.landmarks is None else d.landmarks.astype(np.float32),
-                                detected=d.detected, model_frames=mf.astype(np.int64)))
-    analysis = FaceAnalysis(info=info, timeline=timeline, shot_starts=np.asarray(shots.cuts, np.int64), tracks=tracks,
-                            crop_geometry=crop_geometry)
-    del raw, dense, trackers, times  # pass 1's per-keyframe detections: not needed any more
-    if crops and tracks:
-        sink = WindowStream(embed, tracks, embed_step) if embed is not None else None
-        cut_crops(video, analysis, progress, sink, crop_geometry)
-    return analysis
+    return dense

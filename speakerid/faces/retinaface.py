@@ -16,9 +16,12 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
 
 from ..errors import ModelWeightsError
-from .detector import Detection, _nms
+from .detection import Detection, clip_box, nms
 
 MIN_SIZES = ((10, 20), (32, 64), (128, 256))
 """Anchor sizes (px) per level, as these weights were trained (the 1 MB variant of the MobileNet-0.25
@@ -29,88 +32,91 @@ MEAN_BGR = (104.0, 117.0, 123.0)
 WEIGHTS_FILE = "retinaface_mnet025.pt"
 
 
-def _network():
-    """The MobileNet-0.25 RetinaFace as a torch module (built lazily: torch is imported here)."""
-    import torch
-    from torch import nn
-    from torch.nn import functional as F
+def _conv_bn(cin, cout, stride=1, kernel=3, act=True):
+    layers = [nn.Conv2d(cin, cout, kernel, stride, kernel // 2, bias=False), nn.BatchNorm2d(cout)]
+    if act:
+        layers.append(nn.ReLU(inplace=True))
+    return nn.Sequential(*layers)
 
-    def conv_bn(cin, cout, stride=1, kernel=3, act=True):
-        layers = [nn.Conv2d(cin, cout, kernel, stride, kernel // 2, bias=False), nn.BatchNorm2d(cout)]
-        if act:
-            layers.append(nn.ReLU(inplace=True))
-        return nn.Sequential(*layers)
 
-    def separable(cin, cout, stride):
-        # depthwise 3×3 then pointwise 1×1, each with batch norm and a ReLU
-        return nn.Sequential(nn.Conv2d(cin, cin, 3, stride, 1, groups=cin, bias=False), nn.BatchNorm2d(cin),
-                             nn.ReLU(inplace=True), nn.Conv2d(cin, cout, 1, 1, 0, bias=False),
-                             nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+def _separable(cin, cout, stride):
+    # depthwise 3×3 then pointwise 1×1, each with batch norm and a ReLU
+    return nn.Sequential(nn.Conv2d(cin, cin, 3, stride, 1, groups=cin, bias=False), nn.BatchNorm2d(cin),
+                         nn.ReLU(inplace=True), nn.Conv2d(cin, cout, 1, 1, 0, bias=False),
+                         nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
-    class Backbone(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.stage1 = nn.Sequential(conv_bn(3, 8, 2), separable(8, 16, 1), separable(16, 32, 2),
-                                        separable(32, 32, 1), separable(32, 64, 2), separable(64, 64, 1))
-            self.stage2 = nn.Sequential(separable(64, 128, 2), *[separable(128, 128, 1) for _ in range(5)])
-            self.stage3 = nn.Sequential(separable(128, 256, 2), separable(256, 256, 1))
 
-    class Pyramid(nn.Module):
-        def __init__(self, cins=(64, 128, 256), c=64):
-            super().__init__()
-            self.output1, self.output2, self.output3 = (conv_bn(ci, c, kernel=1) for ci in cins)
-            self.merge1, self.merge2 = conv_bn(c, c), conv_bn(c, c)
+class Backbone(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stage1 = nn.Sequential(_conv_bn(3, 8, 2), _separable(8, 16, 1), _separable(16, 32, 2),
+                                    _separable(32, 32, 1), _separable(32, 64, 2), _separable(64, 64, 1))
+        self.stage2 = nn.Sequential(_separable(64, 128, 2), *[_separable(128, 128, 1) for _ in range(5)])
+        self.stage3 = nn.Sequential(_separable(128, 256, 2), _separable(256, 256, 1))
 
-        def forward(self, c1, c2, c3):
-            o1, o2, o3 = self.output1(c1), self.output2(c2), self.output3(c3)
-            o2 = self.merge2(o2 + F.interpolate(o3, size=o2.shape[2:], mode="nearest"))
-            o1 = self.merge1(o1 + F.interpolate(o2, size=o1.shape[2:], mode="nearest"))
-            return o1, o2, o3
 
-    class Context(nn.Module):
-        """SSH: 3×3, 5×5 and 7×7 receptive fields (stacked 3×3s) side by side."""
+class Pyramid(nn.Module):
+    def __init__(self, cins=(64, 128, 256), c=64):
+        super().__init__()
+        self.output1, self.output2, self.output3 = (_conv_bn(ci, c, kernel=1) for ci in cins)
+        self.merge1, self.merge2 = _conv_bn(c, c), _conv_bn(c, c)
 
-        def __init__(self, c=64):
-            super().__init__()
-            self.conv3X3 = conv_bn(c, c // 2, act=False)
-            self.conv5X5_1 = conv_bn(c, c // 4)
-            self.conv5X5_2 = conv_bn(c // 4, c // 4, act=False)
-            self.conv7X7_2 = conv_bn(c // 4, c // 4)
-            self.conv7x7_3 = conv_bn(c // 4, c // 4, act=False)
+    def forward(self, c1, c2, c3):
+        o1, o2, o3 = self.output1(c1), self.output2(c2), self.output3(c3)
+        o2 = self.merge2(o2 + F.interpolate(o3, size=o2.shape[2:], mode="nearest"))
+        o1 = self.merge1(o1 + F.interpolate(o2, size=o1.shape[2:], mode="nearest"))
+        return o1, o2, o3
 
-        def forward(self, x):
-            a = self.conv5X5_1(x)
-            return F.relu(torch.cat([self.conv3X3(x), self.conv5X5_2(a), self.conv7x7_3(self.conv7X7_2(a))], 1))
 
-    class Head(nn.Module):
-        def __init__(self, cout, c=64):
-            super().__init__()
-            self.conv1x1 = nn.Conv2d(c, cout, 1)
+class Context(nn.Module):
+    """SSH: 3×3, 5×5 and 7×7 receptive fields (stacked 3×3s) side by side."""
 
-        def forward(self, x):
-            return self.conv1x1(x).permute(0, 2, 3, 1)
+    def __init__(self, c=64):
+        super().__init__()
+        self.conv3X3 = _conv_bn(c, c // 2, act=False)
+        self.conv5X5_1 = _conv_bn(c, c // 4)
+        self.conv5X5_2 = _conv_bn(c // 4, c // 4, act=False)
+        self.conv7X7_2 = _conv_bn(c // 4, c // 4)
+        self.conv7x7_3 = _conv_bn(c // 4, c // 4, act=False)
 
-    class RetinaFace(nn.Module):
-        def __init__(self, anchors=2):
-            super().__init__()
-            self.body = Backbone()
-            self.fpn = Pyramid()
-            self.ssh1, self.ssh2, self.ssh3 = Context(), Context(), Context()
-            self.ClassHead = nn.ModuleList(Head(anchors * 2) for _ in range(3))
-            self.BboxHead = nn.ModuleList(Head(anchors * 4) for _ in range(3))
-            self.LandmarkHead = nn.ModuleList(Head(anchors * 10) for _ in range(3))
+    def forward(self, x):
+        a = self.conv5X5_1(x)
+        return F.relu(torch.cat([self.conv3X3(x), self.conv5X5_2(a), self.conv7x7_3(self.conv7X7_2(a))], 1))
 
-        def forward(self, x):
-            c1 = self.body.stage1(x)
-            c2 = self.body.stage2(c1)
-            c3 = self.body.stage3(c2)
-            feats = [m(f) for m, f in zip((self.ssh1, self.ssh2, self.ssh3), self.fpn(c1, c2, c3))]
-            n = x.shape[0]
-            cls = torch.cat([h(f).reshape(n, -1, 2) for h, f in zip(self.ClassHead, feats)], 1)
-            box = torch.cat([h(f).reshape(n, -1, 4) for h, f in zip(self.BboxHead, feats)], 1)
-            lms = torch.cat([h(f).reshape(n, -1, 10) for h, f in zip(self.LandmarkHead, feats)], 1)
-            return box, F.softmax(cls, dim=-1)[..., 1], lms
 
+class Head(nn.Module):
+    def __init__(self, cout, c=64):
+        super().__init__()
+        self.conv1x1 = nn.Conv2d(c, cout, 1)
+
+    def forward(self, x):
+        return self.conv1x1(x).permute(0, 2, 3, 1)
+
+
+class RetinaFace(nn.Module):
+    def __init__(self, anchors=2):
+        super().__init__()
+        self.body = Backbone()
+        self.fpn = Pyramid()
+        self.ssh1, self.ssh2, self.ssh3 = Context(), Context(), Context()
+        self.ClassHead = nn.ModuleList(Head(anchors * 2) for _ in range(3))
+        self.BboxHead = nn.ModuleList(Head(anchors * 4) for _ in range(3))
+        self.LandmarkHead = nn.ModuleList(Head(anchors * 10) for _ in range(3))
+
+    def forward(self, x):
+        c1 = self.body.stage1(x)
+        c2 = self.body.stage2(c1)
+        c3 = self.body.stage3(c2)
+        feats = [m(f) for m, f in zip((self.ssh1, self.ssh2, self.ssh3), self.fpn(c1, c2, c3))]
+        n = x.shape[0]
+        cls = torch.cat([h(f).reshape(n, -1, 2) for h, f in zip(self.ClassHead, feats)], 1)
+        box = torch.cat([h(f).reshape(n, -1, 4) for h, f in zip(self.BboxHead, feats)], 1)
+        lms = torch.cat([h(f).reshape(n, -1, 10) for h, f in zip(self.LandmarkHead, feats)], 1)
+        return box, F.softmax(cls, dim=-1)[..., 1], lms
+
+
+def _network() -> nn.Module:
+    """The MobileNet-0.25 RetinaFace as a torch module."""
     return RetinaFace()
 
 
@@ -133,8 +139,6 @@ _NETS: dict[str, object] = {}
 
 
 def _load(weights: str | Path | None):
-    import torch
-
     key = str(weights or "packaged")
     with _LOCK:
         if key in _NETS:
@@ -175,7 +179,6 @@ class RetinaFaceDetector:
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         import cv2
-        import torch
 
         h, w = image.shape[:2]
         scale = min(1.0, self.input_width / w) if self.input_width else 1.0
@@ -208,11 +211,9 @@ class RetinaFaceDetector:
         pts = (p[:, None, :2] + lms.reshape(-1, 5, 2) * v0 * p[:, None, 2:]) * np.float32([iw, ih])
         inv = np.float32(1.0 / scale)
         out = []
-        for i in _nms(boxes, conf, self.nms_iou):
-            b = boxes[i] * inv
-            b[[0, 2]] = np.clip(b[[0, 2]], 0, w)
-            b[[1, 3]] = np.clip(b[[1, 3]], 0, h)
-            if b[2] - b[0] < 4 or b[3] - b[1] < 4:
+        for i in nms(boxes, conf, self.nms_iou):
+            b = clip_box(boxes[i] * inv, w, h)
+            if b is None:
                 continue
             lm = pts[i] * inv
             # eyes and mouth corners ordered by x, as LANDMARK_NAMES says

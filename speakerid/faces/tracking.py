@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..smoothing import edge_padded_mean
-from .detector import Detection
+from .detection import Detection
 
 
 _ROW = 15  # x1, y1, x2, y2, score, 5 landmarks (x, y); NaN landmarks when the detector gave none
