@@ -19,6 +19,14 @@ from dataclasses import fields
 _TYPES = {"int": int, "float": float, "str": str, "int | None": int, "float | None": float, "Any": str}
 
 
+def add_command(sub, name: str, func, help: str, description: str | None = None):
+    """A subcommand that works on one ``video`` and runs ``func(args)``."""
+    p = sub.add_parser(name, help=help, description=description)
+    p.add_argument("video")
+    p.set_defaults(func=func)
+    return p
+
+
 def add_model_args(p) -> None:
     p.add_argument("--model", metavar="PT", help="SyncNet checkpoint (default: the packaged weights)")
     p.add_argument("--weights", dest="model", help=argparse.SUPPRESS)  # the older name
@@ -54,6 +62,15 @@ def add_face_args(p) -> None:
     from ..options import FaceOptions
 
     add_options(p, FaceOptions)
+
+
+def add_pipeline_args(p, options_cls) -> None:
+    """A pipeline's flags: its options' (``options_cls``), the faces', the model's, and
+    ``--force``/``--quiet``."""
+    add_options(p, options_cls)
+    add_face_args(p)
+    add_model_args(p)
+    add_run_args(p)
 
 
 def add_run_args(p, *, force: bool = True) -> None:

@@ -4,27 +4,23 @@ from __future__ import annotations
 import json
 import sys
 
-from .common import add_face_args, add_run_args, check_outputs, no_face_error, options_from_args, write_json_text
+from ..faces.mouth import CROP_GEOMETRIES
+from .common import add_command, add_face_args, add_run_args, check_outputs, no_face_error, options_from_args, write_json_text
 
 
 def register(sub) -> None:
-    p = sub.add_parser("tracks", help="detect and track faces; print the tracks as JSON")
-    p.add_argument("video")
+    p = add_command(sub, "tracks", _tracks, "detect and track faces; print the tracks as JSON")
     p.add_argument("-o", "--output", help="write the JSON here instead of stdout")
     add_face_args(p)
     add_run_args(p)
-    p.set_defaults(func=_tracks)
 
-    p = sub.add_parser("crops", help="write a contact sheet (PNG) of the mouth crops of each track")
-    p.add_argument("video")
+    p = add_command(sub, "crops", _crops, "write a contact sheet (PNG) of the mouth crops of each track")
     p.add_argument("-o", "--output", required=True, help="PNG file to write")
     p.add_argument("--per-track", type=int, default=12, help="crops per track (default 12)")
     add_face_args(p)
-    # speakerid.faces.mouth.CROP_GEOMETRIES, spelled out so the CLI starts without numpy
-    p.add_argument("--crop-geometry", choices=("mouth", "stable"), default=None,
+    p.add_argument("--crop-geometry", choices=CROP_GEOMETRIES, default=None,
                    help="how crops are framed (default: as the packaged model was trained)")
     add_run_args(p)
-    p.set_defaults(func=_crops)
 
 
 def _tracks(args) -> int:

@@ -3,38 +3,26 @@ from __future__ import annotations
 
 import sys
 
-from .common import (add_face_args, add_json_arg, add_model_args, add_options, add_run_args, check_outputs,
-                     no_face_error, options_from_args)
-
-
-def _add_scoring_args(p) -> None:
-    from ..options import SpeakerOptions
-
-    add_options(p, SpeakerOptions)
-    add_model_args(p)
-    add_face_args(p)
-    add_run_args(p)
+from .common import add_command, add_json_arg, add_pipeline_args, check_outputs, no_face_error, options_from_args
 
 
 def register(sub) -> None:
-    p = sub.add_parser("speakers", help="detect the active speaker per frame; print segments, write JSON/CSV/RTTM",
-                       description="Detect which face speaks, frame by frame. Prints the speaking segments; "
-                                   "--json/--csv/--rttm write the full result.")
-    p.add_argument("video")
+    from ..options import SpeakerOptions
+
+    p = add_command(sub, "speakers", _speakers, "detect the active speaker per frame; print segments, write "
+                    "JSON/CSV/RTTM", "Detect which face speaks, frame by frame. Prints the speaking segments; "
+                    "--json/--csv/--rttm write the full result.")
     add_json_arg(p, "tracks, per-frame scores and labels, and segments")
     p.add_argument("--csv", metavar="OUT", help="write one row per face per frame as CSV")
     p.add_argument("--rttm", metavar="OUT", help="write the speaking segments as RTTM (speaker = face<track id>)")
-    _add_scoring_args(p)
-    p.set_defaults(func=_speakers)
+    add_pipeline_args(p, SpeakerOptions)
 
-    p = sub.add_parser("render", help="write the video with faces, ids, speaking highlights and score bars drawn on it",
-                       description="Write an annotated H.264 mp4 (audio kept): boxes and track ids, speaking faces "
-                                   "highlighted, a score bar per face.")
-    p.add_argument("video")
+    p = add_command(sub, "render", _render, "write the video with faces, ids, speaking highlights and score bars "
+                    "drawn on it", "Write an annotated H.264 mp4 (audio kept): boxes and track ids, speaking faces "
+                    "highlighted, a score bar per face.")
     p.add_argument("-o", "--output", required=True, metavar="OUT.mp4", help="mp4 file to write")
     add_json_arg(p, "the result")
-    _add_scoring_args(p)
-    p.set_defaults(func=_render)
+    add_pipeline_args(p, SpeakerOptions)
 
 
 def _options(args):

@@ -3,50 +3,34 @@ from __future__ import annotations
 
 import json
 
-from .common import (add_face_args, add_json_arg, add_model_args, add_options, add_run_args, check_outputs,
-                     options_from_args, write_json_text)
+from .common import add_command, add_json_arg, add_pipeline_args, check_outputs, options_from_args, write_json_text
 
 CONVENTION = "offset_ms = t_audio - t_video; negative = audio leads the video"
 
 
-def _add_measure_args(p) -> None:
+def register(sub) -> None:
     from ..options import SyncOptions
 
-    add_options(p, SyncOptions)
-    add_face_args(p)
-
-
-def register(sub) -> None:
-    p = sub.add_parser("sync", help="measure the audio-to-lips offset of a video",
-                       description=f"Measure the lip-sync offset ({CONVENTION}). An offset not marked reliable is "
-                                   "printed as a best guess, with the reasons. Exit status 2 when no offset can be "
-                                   "reported (no face, no speech, too little evidence, drift); the result is still "
-                                   "printed and written.")
-    p.add_argument("video")
+    p = add_command(sub, "sync", _sync, "measure the audio-to-lips offset of a video",
+                    f"Measure the lip-sync offset ({CONVENTION}). An offset not marked reliable is printed as a best "
+                    "guess, with the reasons. Exit status 2 when no offset can be reported (no face, no speech, too "
+                    "little evidence, drift); the result is still printed and written.")
     add_json_arg(p, "the full result")
     p.add_argument("--curves", action="store_true", help="with --json: include every window's distance curve")
     p.add_argument("--plot", metavar="PNG", help="write a plot: distance vs shift, offset and confidence over time")
-    _add_measure_args(p)
-    add_model_args(p)
-    add_run_args(p)
-    p.set_defaults(func=_sync)
+    add_pipeline_args(p, SyncOptions)
 
-    p = sub.add_parser("fix", help="write a copy with the audio shifted back into sync",
-                       description=f"Repair the lip-sync offset ({CONVENTION}): the audio is shifted by the "
-                                   "measured (or given) offset, the video stream is copied, and the written file "
-                                   "is checked (every frame decodes, same length, audio covering the video, no "
-                                   "offset left) before it replaces anything.")
-    p.add_argument("video")
+    p = add_command(sub, "fix", _fix, "write a copy with the audio shifted back into sync",
+                    f"Repair the lip-sync offset ({CONVENTION}): the audio is shifted by the measured (or given) "
+                    "offset, the video stream is copied, and the written file is checked (every frame decodes, same "
+                    "length, audio covering the video, no offset left) before it replaces anything.")
     p.add_argument("-o", "--output", required=True, help="file to write (never the input)")
     p.add_argument("--offset-ms", type=float, help="apply this offset instead of measuring it")
     p.add_argument("--no-remeasure", action="store_true", help="do not measure the output's residual offset")
     p.add_argument("--accept-unreliable", action="store_true",
                    help="repair with a measured offset even when it is not marked reliable")
     add_json_arg(p, "the report")
-    _add_measure_args(p)
-    add_model_args(p)
-    add_run_args(p)
-    p.set_defaults(func=_fix)
+    add_pipeline_args(p, SyncOptions)
 
 
 def _sync(args) -> int:
