@@ -33,14 +33,14 @@ sys.path.insert(0, str(HERE.parent))
 
 from speakerid.faces import analyze_faces  # noqa: E402
 from speakerid.faces.mouth import CROP_GEOMETRIES, track_geometry  # noqa: E402
-from speakerid.features import centred_mean  # noqa: E402
+from speakerid.smoothing import centred_mean  # noqa: E402
 from speakerid.media import read_audio  # noqa: E402
 
 SAMPLE_RATE = 16000
 
 
 def _fast(x: np.ndarray, width: int) -> np.ndarray:
-    return x - centred_mean(x, width)
+    return x - centred_mean(x, width | 1)
 
 
 def measure(video: str | Path) -> dict:

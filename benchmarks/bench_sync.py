@@ -101,20 +101,31 @@ def setting_row(r) -> dict:
     return {"offset_ms": r.offset_ms, "candidate_ms": r.candidate_ms, "confidence": r.confidence, "status": r.status}
 
 
+def audio_centred_curves(video, r, audio) -> np.ndarray:
+    """The result's windows' curves with each audio window's pull on every mouth of the video
+    removed (:func:`speakerid.evidence.audio_hubness`, as speaker scoring does)."""
+    from speakerid.evidence import audio_hubness, window_distances
+
+    hub = audio_hubness(audio.emb, [tw.emb for tw in video.tracks])
+    by_id = {int(tw.track.id): tw for tw in video.tracks}
+    ks = np.round(r.windows.start_s * 25).astype(np.int64)
+    emb = np.stack([np.asarray(by_id[int(t)].emb[int(np.searchsorted(by_id[int(t)].starts, k))], np.float32)
+                    for t, k in zip(r.windows.track_id, ks)])
+    return window_distances(ks, emb, audio.emb, np.round(r.shifts_ms / 10).astype(np.int64), audio_bias=hub)
+
+
 def run(args) -> dict:
     import torch
 
+    from speakerid.evidence import DEFAULT_AGGREGATE, aggregate_windows
     from speakerid.media import read_audio, shift_audio_pieces
-    from speakerid.features import compute_mfcc
     from speakerid.model import resolve_model
-    from speakerid.sync import (
-        DEFAULT_AGGREGATE,
-        _measure,
-        _prepare_video,
-        aggregate_windows,
-        audio_embeddings,
-        centre_audio,
-    )
+    from speakerid.options import FaceOptions, SyncOptions
+    from speakerid.sync import SyncInputs, embed_audio, embed_video, measure_prepared
+
+    def measure(video, audio, step_ms=10, refine=True, name=""):
+        return measure_prepared(SyncInputs(video=video, audio=audio), SyncOptions(step_ms=step_ms, refine=refine),
+                                video_name=name)
 
     torch.set_num_threads(args.threads)
     labels = json.loads((args.bench / "labels.json").read_text())["items"]
@@ -122,8 +133,7 @@ def run(args) -> dict:
     model = resolve_model(args.weights)
     fp = getattr(model, "fingerprint", "") or "unknown"
     print(f"model {fp} ({args.weights or 'packaged'}), {len(names)} clips", file=sys.stderr)
-    common = dict(search_ms=1000, segment_s=10.0, drift_tolerance_ms=80.0, track=None)
-    from speakerid.sync import MIN_CLIP_CONFIDENCE
+    MIN_CLIP_CONFIDENCE = SyncOptions.min_confidence
 
     rows = []
     audios = {}
@@ -149,7 +159,7 @@ def run(args) -> dict:
             t_f = time.perf_counter()
             analysis = analyze_faces(path, crop_geometry=geometry, detector=args.detector)
             faces_s = time.perf_counter() - t_f
-        prep = _prepare_video(path, model, analysis=analysis, detector=args.detector)
+        prep = embed_video(path, model, analysis=analysis, faces=FaceOptions(detector=args.detector))
         if cached is not None and not cached.exists():
             cached.parent.mkdir(parents=True, exist_ok=True)
             cached.write_bytes(pickle.dumps((prep.analysis, faces_s)))
@@ -157,22 +167,16 @@ def run(args) -> dict:
             prep.faces_seconds = faces_s
         settings = {}
         # the 10 ms result is timed as the library runs it; the variants reuse its audio embeddings
-        r10 = _measure(prep, audio, step_ms=10, aggregate=DEFAULT_AGGREGATE, refine=True, min_confidence=MIN_CLIP_CONFIDENCE,
-                       video_name=name, t_audio=t_audio, progress=lambda *a: None, **common)
+        a_emb = embed_audio(model, audio)
+        r10 = measure(prep, a_emb, name=name)
+        r10.timings["audio_decode_s"] = t_audio
         # end to end = decode + faces + embeddings + search (faces timed when first computed)
         t_total = sum(r10.timings.get(k, 0.0) for k in ("faces_s", "video_embed_s", "audio_decode_s",
                                                         "audio_embed_s", "search_s"))
         settings["10ms"] = setting_row(r10)
-        a_emb = audio_embeddings(model, compute_mfcc(audio))
-        r40 = _measure(prep, audio, step_ms=40, aggregate=DEFAULT_AGGREGATE, refine=False, min_confidence=MIN_CLIP_CONFIDENCE,
-                       video_name=name, t_audio=t_audio, progress=lambda *a: None, audio_emb=a_emb, **common)
-        settings["40ms"] = setting_row(r40)
-        r40r = _measure(prep, audio, step_ms=40, aggregate=DEFAULT_AGGREGATE, refine=True, min_confidence=MIN_CLIP_CONFIDENCE,
-                        video_name=name, t_audio=t_audio, progress=lambda *a: None, audio_emb=a_emb, **common)
-        settings["40ms+refine"] = setting_row(r40r)
-        ks = np.round(r10.windows.start_s * 25).astype(np.int64)
-        shifts = np.round(r10.shifts_ms / 10).astype(np.int64)
-        a = aggregate_windows(centre_audio(r10.window_curves, ks, shifts), r10.shifts_ms, method=DEFAULT_AGGREGATE)
+        settings["40ms"] = setting_row(measure(prep, a_emb, step_ms=40, refine=False, name=name))
+        settings["40ms+refine"] = setting_row(measure(prep, a_emb, step_ms=40, name=name))
+        a = aggregate_windows(audio_centred_curves(prep, r10, a_emb), r10.shifts_ms, method=DEFAULT_AGGREGATE)
         settings["10ms/audio-centred"] = {"offset_ms": a.offset_ms if a.confidence >= MIN_CLIP_CONFIDENCE else None,
                                           "candidate_ms": a.offset_ms, "confidence": a.confidence, "status": "-"}
         for agg in ("curve", "curve_uniform", "curve_norm", "weighted", "filtered", "median", "mean"):
@@ -183,12 +187,9 @@ def run(args) -> dict:
         # frame), in memory and sample-accurately; whole-frame steps cannot land on it
         sub_audio = np.concatenate(list(shift_audio_pieces([audio[None]], 16000, -SUBFRAME_MS)), axis=1)[0]
         sub = {}
-        sub_emb = audio_embeddings(model, compute_mfcc(sub_audio))
+        sub_emb = embed_audio(model, sub_audio)
         for key, step, refine in (("10ms", 10, True), ("40ms", 40, False), ("40ms+refine", 40, True)):
-            rs = _measure(prep, sub_audio, step_ms=step, aggregate=DEFAULT_AGGREGATE, refine=refine,
-                          min_confidence=MIN_CLIP_CONFIDENCE, video_name=name, t_audio=0.0,
-                          progress=lambda *a: None, audio_emb=sub_emb, **common)
-            sub[key] = setting_row(rs)
+            sub[key] = setting_row(measure(prep, sub_emb, step_ms=step, refine=refine, name=name))
         tm = r10.timings
         after = tm.get("video_embed_s", 0) + tm.get("audio_embed_s", 0) + tm.get("search_s", 0)
         row = {"name": name, "source": source_id(name), "truth_ms": labels[name]["offset_ms"],
@@ -213,9 +214,8 @@ def run(args) -> dict:
         for _ in range(3):
             name = speed_clip["name"]
             t0 = time.perf_counter()
-            p2 = _prepare_video(args.bench / name, model, analysis=preps[name].analysis)
-            _measure(p2, audios[name], step_ms=10, aggregate=DEFAULT_AGGREGATE, refine=True, min_confidence=MIN_CLIP_CONFIDENCE,
-                     video_name=name, t_audio=0.0, progress=lambda *a: None, **common)
+            p2 = embed_video(args.bench / name, model, analysis=preps[name].analysis)
+            measure(p2, embed_audio(model, audios[name]), name=name)
             dt = time.perf_counter() - t0
             best = dt if best is None else min(best, dt)
     # null: every clip's video against the audio of a clip from another source
@@ -225,15 +225,12 @@ def run(args) -> dict:
         if other is None:
             continue
         try:
-            r = _measure(preps[name], audios[other], step_ms=10, aggregate=DEFAULT_AGGREGATE, refine=True,
-                         min_confidence=MIN_CLIP_CONFIDENCE, video_name=name, t_audio=0.0,
-                         progress=lambda *a: None, audio_emb=embs[other], **common)
+            r = measure(preps[name], embs[other], name=name)
         except Exception as e:  # noqa: BLE001 - too short a pairing
             print(f"null {name} × {other}: {e}", file=sys.stderr)
             continue
-        ks = np.round(r.windows.start_s * 25).astype(np.int64)
-        ac = aggregate_windows(centre_audio(r.window_curves, ks, np.round(r.shifts_ms / 10).astype(np.int64)),
-                               r.shifts_ms, method=DEFAULT_AGGREGATE) if len(r.windows) else None
+        ac = aggregate_windows(audio_centred_curves(preps[name], r, embs[other]), r.shifts_ms,
+                               method=DEFAULT_AGGREGATE) if len(r.windows) else None
         null.append({"video": name, "audio": other, "confidence": r.confidence, "reported": r.offset_ms is not None,
                      "confidence_audio_centred": None if ac is None else ac.confidence})
     true_conf = np.array([r["settings"]["10ms"]["confidence"] for r in rows])

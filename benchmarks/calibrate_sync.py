@@ -27,12 +27,8 @@ def main(argv=None) -> int:
     import torch
 
     from speakerid.model import Embedder, resolve_model
-    from speakerid.sync import (
-        MIN_CLIP_CONFIDENCE,
-        aggregate_windows,
-        audio_embeddings,
-        window_curves,
-    )
+    from speakerid.evidence import aggregate_windows, window_distances
+    from speakerid.sync import MIN_CLIP_CONFIDENCE, audio_embeddings
     from speakerid.train.cache import load_clip, usable_windows
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -71,12 +67,12 @@ def main(argv=None) -> int:
         data.append((f, w, v, a))
     true_c, null_c, true_off = [], [], []
     for i, (f, w, v, a) in enumerate(data):
-        agg = aggregate_windows(window_curves(w, v, a, shifts), shifts_ms)
+        agg = aggregate_windows(window_distances(w, v, a, shifts), shifts_ms)
         true_c.append(agg.confidence)
         true_off.append(agg.offset_ms)
         j = (i + 1 + int(rng.integers(len(data) - 1))) % len(data)
         other = data[j][3]
-        aggn = aggregate_windows(window_curves(w, v, other, shifts), shifts_ms)
+        aggn = aggregate_windows(window_distances(w, v, other, shifts), shifts_ms)
         null_c.append(aggn.confidence)
     t, n = np.array(true_c), np.array(null_c)
     offs = np.array([np.nan if o is None else o for o in true_off])
