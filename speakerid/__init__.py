@@ -39,6 +39,9 @@ _LAZY = {
     "measure_sync": "sync",
     "repair_sync": "sync",
     "SyncResult": "sync",
+    "FaceOptions": "options",
+    "SpeakerOptions": "options",
+    "SyncOptions": "options",
 }
 __all__ += list(_LAZY)
 

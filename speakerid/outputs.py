@@ -129,10 +129,10 @@ def check_output_path(target: PathLike, *, protect: Iterable[PathLike] = (), ove
     check_writable(target, need_bytes=need_bytes, probe=probe)
 
 
-def _tmp_beside(target: Path) -> Path:
+def _tmp_beside(target: Path, keep_suffix: bool = True) -> Path:
     try:
         fd, name = tempfile.mkstemp(prefix=f".{target.name}.{host_tag()}.{os.getpid()}.",
-                                    suffix=f"{PARTIAL_TAG}{target.suffix}", dir=target.parent)
+                                    suffix=PARTIAL_TAG + (target.suffix if keep_suffix else ""), dir=target.parent)
     except OSError as e:
         raise OutputNotWritableError(f"{target}: cannot write in {target.parent}: {e.strerror or e}") from e
     os.close(fd)
@@ -174,13 +174,15 @@ class _InterruptWatch:
 
 @contextlib.contextmanager
 def atomic_output(target: PathLike, *, protect: Iterable[PathLike] = (), overwrite: bool = True,
-                  need_bytes: int = 0):
+                  need_bytes: int = 0, keep_suffix: bool = True):
     """Yield a temporary path beside ``target``; when the block ends without an error (and
     without an interrupt, even one a native library swallowed), rename it onto ``target``.
 
     Refuses to write over any path in ``protect`` (the inputs), and over an existing ``target``
     when ``overwrite`` is false. On error or interrupt the partial file is removed. A failing
     disk (full, read-only, quota) raises :class:`OutputNotWritableError` naming the target.
+    ``keep_suffix=False`` gives the partial file no extension of the target's (where a folder of
+    such files is listed by extension, as the training cache is).
     """
     target = Path(target)
     # the partial file itself proves the folder writable: no separate probe
@@ -190,7 +192,7 @@ def atomic_output(target: PathLike, *, protect: Iterable[PathLike] = (), overwri
     except OSError as e:
         raise OutputNotWritableError(f"{target}: cannot create its folder: {e.strerror or e}") from e
     remove_stale_partials(target)
-    tmp = _tmp_beside(target)
+    tmp = _tmp_beside(target, keep_suffix)
     try:
         with _InterruptWatch() as watch:
             try:

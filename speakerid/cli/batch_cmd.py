@@ -10,6 +10,7 @@ from .common import add_model_args, add_run_args
 
 def register(sub) -> None:
     from ..batch import TASKS
+    from ..faces.detector import DETECTORS
 
     p = sub.add_parser("batch", help="run sync and/or speakers over many files (resumable; a manifest row each)",
                        description="Process every video of the inputs (files, folders searched recursively, "
@@ -24,7 +25,7 @@ def register(sub) -> None:
     p.add_argument("--threads", type=int, default=1, help="torch threads per worker (default 1)")
     p.add_argument("--timeout-s", type=float, help="stop a video after this many seconds (status timeout)")
     p.add_argument("--memory-mb", type=int, help="memory limit per worker (status MemoryError beyond it)")
-    p.add_argument("--detector", choices=("retinaface", "centerface"), default=None, help="face detector")
+    p.add_argument("--detector", choices=DETECTORS, default=None, help=f"face detector (default {DETECTORS[0]})")
     add_model_args(p)
     add_run_args(p, force=False)
     p.set_defaults(func=_batch)

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from ..errors import ModelWeightsError
+from ..outputs import atomic_output
 from .network import SyncNet, SyncNetConfig
 
 CHECKPOINT_FORMAT = "speakerid-syncnet"
@@ -44,11 +45,8 @@ def save_checkpoint(model: SyncNet, path: str | os.PathLike, *, half: bool = Tru
             "state_dict": sd, "fingerprint": fp, "meta": meta or {}}
     if extra:
         ckpt["extra"] = extra
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial")
-    torch.save(ckpt, tmp)
-    os.replace(tmp, path)
+    with atomic_output(path) as tmp:
+        torch.save(ckpt, tmp)
     return fp
 
 

@@ -18,7 +18,7 @@ import numpy as np
 from ..media.write import COPY_AUDIO_CODECS  # noqa: F401  (named here by older imports)
 from ..speakers import SpeakerResult
 
-__all__ = ["render_speakers", "annotate_frame", "check_output"]
+__all__ = ["render_speakers", "annotate_frame"]
 
 GREEN = (60, 220, 60)
 GREY = (200, 200, 200)
@@ -88,13 +88,6 @@ def annotate_frame(image: np.ndarray, frame: int, result: SpeakerResult, *, time
     cv2.rectangle(img, (0, 0), (tw + 12, th + base + 10), (0, 0, 0), -1)
     cv2.putText(img, caption, (6, th + 5), cv2.FONT_HERSHEY_SIMPLEX, fs, (255, 255, 255), thick, cv2.LINE_AA)
     return img
-
-
-def check_output(video: str | os.PathLike, output: str | os.PathLike) -> None:
-    """Raise :class:`~speakerid.errors.OutputExistsError` when ``output`` is the input ``video``."""
-    from ..outputs import check_output_path
-
-    check_output_path(output, protect=[video])
 
 
 def render_speakers(video: str | os.PathLike, output: str | os.PathLike, result: SpeakerResult | None = None, *,

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ..faces.mouth import CROP_GEOMETRIES, DEFAULT_CROP_GEOMETRY
+from ..outputs import atomic_output
 from ..features import COLS_PER_FRAME, SILENT_C0, WINDOW_COLS, WINDOW_FRAMES, compute_mfcc, num_windows
 
 CACHE_VERSION = 1
@@ -94,18 +95,10 @@ def preprocess_clip(video: str | os.PathLike, out: str | os.PathLike, meta: dict
     meta = dict(meta or {})
     meta.update(source=str(video), fps=a.info.fps, num_tracks=len(a.tracks), version=CACHE_VERSION,
                 crop_geometry=crop_geometry)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # a hidden name without the .npz suffix, so an interrupted write is never listed as a clip
-    tmp = out.with_name(f".{out.name}.partial")
-    try:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, crops=crops, usable=usable, shot=a.shot_of_source(a.timeline.model_to_source).astype(np.int16), mfcc=mfcc,
-                     meta=json.dumps(meta))
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    # the partial file has no .npz suffix, so an interrupted write is never listed as a clip
+    with atomic_output(out, keep_suffix=False) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, crops=crops, usable=usable, shot=a.shot_of_source(a.timeline.model_to_source).astype(np.int16),
+                 mfcc=mfcc, meta=json.dumps(meta))
     return {"frames": int(n), "usable": int(usable.sum()), "tracks": len(a.tracks)}
 
 
