@@ -125,3 +125,68 @@ def test_merge_keeps_the_journal_of_a_batch_still_writing(tmp_path):
     rows = merge_manifest(tmp_path)
     assert [r["path"] for r in rows] == ["a.mp4", "b.mp4"]
     assert live.exists() and not gone.exists()
+
+
+def test_shards_merged_give_the_rows_of_one_run(mixed, tmp_path):
+    """A job array: each shard processes its share into the same folder and leaves its journal;
+    ``--merge`` (every journal) then gives the manifest one run gives."""
+    from speakerid.batch import merge_manifest, take_shard
+
+    videos = discover([mixed])
+    shares = [take_shard(videos, f"{k}/3") for k in (1, 2, 3)]
+    assert sorted(v for s in shares for v in s) == videos and all(len(s) <= 2 for s in shares)
+    whole = list(run([mixed], tmp_path / "whole", BatchOptions(task="sync", jobs=2)))
+    out = tmp_path / "sharded"
+    for k in (1, 2):
+        list(run([mixed], out, BatchOptions(task="sync", jobs=2, shard=f"{k}/2")))
+    assert not (out / "manifest.jsonl").exists()  # each shard leaves its journal for the merge
+    assert len(list((out / "manifest.journal").glob("*.jsonl"))) == 2
+    r = subprocess.run([sys.executable, "-m", "speakerid", "batch", "--merge", "--out", str(out), "--select", "80"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    merged = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    assert _stable(merged) == _stable(whole) and not (out / "manifest.journal").exists()
+    # the clip 120 ms out is measured ok and reliable, but outside ±80 ms: nothing selected
+    assert (out / "selected.txt").read_text() == "" and "0 of 4 video(s) selected" in r.stderr
+    assert merge_manifest(out, every_journal=True) == merged  # merging again changes nothing
+
+
+def test_selection_keeps_measured_reliable_clips_near_sync():
+    from speakerid.batch import select_rows
+
+    rows = [{"path": "a", "status": "ok", "offset_ms": -30.0, "reliable": True},
+            {"path": "b", "status": "ok", "offset_ms": 120.0, "reliable": True},
+            {"path": "c", "status": "ok", "offset_ms": 10.0, "reliable": False},
+            {"path": "d", "status": "ok", "offset_ms": 0.0, "reliable": True, "drift": True},
+            {"path": "e", "status": "NoFaceError", "offset_ms": None},
+            {"path": "f", "status": "ok", "offset_ms": None, "reliable": False}]
+    assert [r["path"] for r in select_rows(rows, 40)] == ["a"]
+    assert [r["path"] for r in select_rows(rows, 200)] == ["a", "b"]
+    assert [r["path"] for r in select_rows(rows, 40, reliable=False)] == ["a", "c"]
+
+
+def test_bad_shards_and_engines_are_named():
+    from speakerid.errors import InvalidSettingError
+
+    for opts in (BatchOptions(shard="3/2"), BatchOptions(shard="x"), BatchOptions(engine="spark")):
+        with pytest.raises(InvalidSettingError):
+            opts.check()
+
+
+def test_the_ray_engine_gives_the_local_engine_rows(mixed, tmp_path):
+    """A real local Ray instance (started here), each video a Ray task: the same rows, outputs
+    and manifest as the local process pool."""
+    ray = pytest.importorskip("ray")
+    local = list(run([mixed], tmp_path / "local", BatchOptions(task="sync", jobs=2)))
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        assert ray.is_initialized()
+        rows = list(run([mixed], tmp_path / "ray", BatchOptions(task="sync", jobs=2, engine="ray")))
+        assert ray.is_initialized()  # an instance the caller started is left running
+    finally:
+        ray.shutdown()
+    assert _stable(rows) == _stable(local)
+    for r in rows:
+        assert all(Path(o).is_file() and Path(o).parent == tmp_path / "ray" for o in r.get("outputs", []))
+    manifest = [json.loads(line) for line in (tmp_path / "ray" / "manifest.jsonl").read_text().splitlines()]
+    assert _stable(manifest) == _stable(local)
