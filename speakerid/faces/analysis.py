@@ -26,10 +26,10 @@ from .crops import WindowEmbedFn, WindowStream, cut_crops
 from .detector import DETECTORS, FaceDetector, make_detector
 from .mouth import DEFAULT_CROP_GEOMETRY, check_geometry
 from .shots import ShotDetector
-from .tracking import ShotTracker, densify
+from .tracking import ShotTracker, TrackFrames, densify
 
 @dataclass
-class FaceTrack:
+class FaceTrack(TrackFrames):
     """One face followed through one shot.
 
     Per source frame (``frames``: the source video's own frame numbers, consecutive):
@@ -42,12 +42,6 @@ class FaceTrack:
     :meth:`window_embeddings_or` to get embeddings either way.
     """
 
-    id: int
-    shot: int
-    frames: np.ndarray
-    boxes: np.ndarray
-    landmarks: np.ndarray | None
-    detected: np.ndarray
     model_frames: np.ndarray
     crops: np.ndarray | None = None
     scorable: np.ndarray | None = None

@@ -162,8 +162,10 @@ class ShotTracker:
 
 
 @dataclass
-class DenseTrack:
-    """A track with a box (x1, y1, x2, y2) and landmarks on every frame of its span."""
+class TrackFrames:
+    """One face followed through one shot, frame by frame (``frames``: consecutive frame
+    numbers; per frame a box, 5 landmarks or None, and whether the detector fired there): what a
+    dense track and the faces stage's :class:`~speakerid.faces.FaceTrack` both are."""
 
     id: int
     shot: int
@@ -171,6 +173,12 @@ class DenseTrack:
     boxes: np.ndarray
     landmarks: np.ndarray | None
     detected: np.ndarray
+
+
+@dataclass
+class DenseTrack(TrackFrames):
+    """A track with a box (x1, y1, x2, y2) and landmarks on every frame of its span."""
+
     scores: np.ndarray
 
 
