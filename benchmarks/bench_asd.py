@@ -97,6 +97,25 @@ def match_item(result: SpeakerResult, frames_lab: list) -> tuple[np.ndarray, np.
     return scores, pred, truth
 
 
+def offscreen_frames(lab: dict) -> np.ndarray:
+    """Per output frame: inside a pause filled by an off-screen voice (speech no face makes)."""
+    t = np.arange(len(lab["frames"])) / float(lab["fps"])
+    m = np.zeros(t.size, bool)
+    for a, b in lab.get("offscreen_voice", []):
+        m |= (t >= a) & (t < b)
+    return m
+
+
+def offscreen_figures(per: list, offscreen: list[np.ndarray]) -> dict:
+    """How the off-screen voices were read: of their frames, the share given to a face (a face
+    labelled speaking) and the mean of the best face's score there."""
+    lab = np.concatenate([p[1].any(1)[o] for p, o in zip(per, offscreen, strict=True)]) if per else np.zeros(0, bool)
+    best = np.concatenate([np.where(np.isfinite(p[0]), p[0], np.nan).max(1)[o] for p, o in zip(per, offscreen,
+                                                                                              strict=True)]) if per else np.zeros(0)
+    return {"offscreen_frames": int(lab.size), "offscreen_given_to_a_face": float(lab.mean()) if lab.size else None,
+            "offscreen_best_score_mean": float(np.nanmean(best)) if lab.size and np.isfinite(best).any() else None}
+
+
 def metrics(items: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> dict:
     s = np.concatenate([x[0].reshape(-1) for x in items])
     p = np.concatenate([x[1].reshape(-1) for x in items])
@@ -202,11 +221,15 @@ def main(argv=None) -> int:
         print(f"{name:<22} {lab['faces']}f {len(res.tracks)}t fps {res.fps:5.2f} AP {mi['ap']:.3f} acc {mi['accuracy']:.3f} "
               f"F1 {mi['f1']:.3f} top1 {mi['top1']:.3f} speed {dur / el:4.2f}x offsets {offs}", flush=True)
     tot = metrics(per)
+    tot.update(offscreen_figures(per, [offscreen_frames(lab) for _, _, lab in kept]))
     speed = t_video / max(t_proc, 1e-9)
     print()
     print("| set | items | AP | accuracy | F1 | top-1 | speed (video s / s) |")
     print("|---|---|---|---|---|---|---|")
     print(f"| {bench.name} | {len(names)} | {tot['ap']:.3f} | {tot['accuracy']:.3f} | {tot['f1']:.3f} | {tot['top1']:.3f} | {speed:.2f}x |")
+    if tot["offscreen_frames"]:
+        print(f"off-screen voice: {tot['offscreen_frames']} frames, {tot['offscreen_given_to_a_face']:.3f} of them given "
+              f"to a face (best face's mean score there {tot['offscreen_best_score_mean']:.3f})")
 
     sweeps = []
     sm_list = [int(x) for x in a.sweep_smooth.split(",") if x] or [a.smooth]
