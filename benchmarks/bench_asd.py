@@ -106,14 +106,31 @@ def offscreen_frames(lab: dict) -> np.ndarray:
     return m
 
 
-def offscreen_figures(per: list, offscreen: list[np.ndarray]) -> dict:
+def reported_offscreen(res, n: int) -> np.ndarray:
+    """Per output frame: inside one of the result's off-screen-voice segments."""
+    t = np.arange(n) / float(res.fps)
+    m = np.zeros(n, bool)
+    for sg in res.offscreen:
+        m |= (t >= sg.start - 1e-6) & (t < sg.end - 1e-6)
+    return m
+
+
+def offscreen_figures(per: list, offscreen: list[np.ndarray], reported: list[np.ndarray] | None = None) -> dict:
     """How the off-screen voices were read: of their frames, the share given to a face (a face
-    labelled speaking) and the mean of the best face's score there."""
+    labelled speaking), the mean of the best face's score there, and (``reported``) the share
+    reported as an off-screen voice, and how much of what was reported so is one."""
     lab = np.concatenate([p[1].any(1)[o] for p, o in zip(per, offscreen, strict=True)]) if per else np.zeros(0, bool)
     best = np.concatenate([np.where(np.isfinite(p[0]), p[0], np.nan).max(1)[o] for p, o in zip(per, offscreen,
                                                                                               strict=True)]) if per else np.zeros(0)
-    return {"offscreen_frames": int(lab.size), "offscreen_given_to_a_face": float(lab.mean()) if lab.size else None,
-            "offscreen_best_score_mean": float(np.nanmean(best)) if lab.size and np.isfinite(best).any() else None}
+    out = {"offscreen_frames": int(lab.size), "offscreen_given_to_a_face": float(lab.mean()) if lab.size else None,
+           "offscreen_best_score_mean": float(np.nanmean(best)) if lab.size and np.isfinite(best).any() else None}
+    if reported is not None:
+        rep = np.concatenate(reported) if reported else np.zeros(0, bool)
+        truth = np.concatenate(offscreen) if offscreen else np.zeros(0, bool)
+        out.update(offscreen_reported=float(rep[truth].mean()) if truth.any() else None,
+                   reported_offscreen_frames=int(rep.sum()),
+                   reported_offscreen_precision=float(truth[rep].mean()) if rep.any() else None)
+    return out
 
 
 def metrics(items: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> dict:
@@ -179,6 +196,7 @@ def main(argv=None) -> int:
     rows = []
     competition = None
     per = []
+    reported = []
     t_video = t_proc = 0.0
     geometry = model.config.crop_geometry
     tag = "" if geometry == "mouth" else f".{geometry}"  # crops are cut the way the model was trained
@@ -212,6 +230,7 @@ def main(argv=None) -> int:
         kept.append((fa, audio, lab))
         m = match_item(res, lab["frames"])
         per.append(m)
+        reported.append(reported_offscreen(res, len(lab["frames"])))
         mi = metrics([m])
         offs = [t.offset_ms for t in res.tracks]
         row = {"item": name, "fps": res.fps, "faces": lab["faces"], "tracks": len(res.tracks), "seconds": round(dur, 2),
@@ -221,7 +240,7 @@ def main(argv=None) -> int:
         print(f"{name:<22} {lab['faces']}f {len(res.tracks)}t fps {res.fps:5.2f} AP {mi['ap']:.3f} acc {mi['accuracy']:.3f} "
               f"F1 {mi['f1']:.3f} top1 {mi['top1']:.3f} speed {dur / el:4.2f}x offsets {offs}", flush=True)
     tot = metrics(per)
-    tot.update(offscreen_figures(per, [offscreen_frames(lab) for _, _, lab in kept]))
+    tot.update(offscreen_figures(per, [offscreen_frames(lab) for _, _, lab in kept], reported))
     speed = t_video / max(t_proc, 1e-9)
     print()
     print("| set | items | AP | accuracy | F1 | top-1 | speed (video s / s) |")
@@ -229,7 +248,11 @@ def main(argv=None) -> int:
     print(f"| {bench.name} | {len(names)} | {tot['ap']:.3f} | {tot['accuracy']:.3f} | {tot['f1']:.3f} | {tot['top1']:.3f} | {speed:.2f}x |")
     if tot["offscreen_frames"]:
         print(f"off-screen voice: {tot['offscreen_frames']} frames, {tot['offscreen_given_to_a_face']:.3f} of them given "
-              f"to a face (best face's mean score there {tot['offscreen_best_score_mean']:.3f})")
+              f"to a face (best face's mean score there {tot['offscreen_best_score_mean']:.3f}), "
+              f"{tot['offscreen_reported']:.3f} reported as an off-screen voice")
+    if tot["reported_offscreen_frames"]:
+        print(f"reported as an off-screen voice: {tot['reported_offscreen_frames']} frames, "
+              f"{tot['reported_offscreen_precision']:.3f} of them one")
 
     sweeps = []
     sm_list = [int(x) for x in a.sweep_smooth.split(",") if x] or [a.smooth]

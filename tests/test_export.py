@@ -26,7 +26,7 @@ def _result(video: str = "/data/my clip.mp4") -> SpeakerResult:
                       scores=sc, speaking=np.zeros(50, bool), offset_ms=None)
     t1.speaking[20:35] = True
     tracks = [t0, t1]
-    return SpeakerResult(fps=fps, num_frames=90, tracks=tracks, segments=[Segment(*s) for s in speaking_segments(tracks, times, fps)], video=video,
+    return SpeakerResult(fps=fps, num_frames=90, tracks=tracks, segments=[Segment(*s[:3]) for s in speaking_segments(tracks, times, fps)], video=video,
                          threshold=2.0, smooth_frames=25, offset_ms=-40.0, model="abc", frame_times=times)
 
 
@@ -120,3 +120,51 @@ def test_segment_duration_and_json_types():
     s = Segment(track=2, start=1.0, end=1.75)
     assert math.isclose(s.duration, 0.75)
     assert json.dumps(_result().to_dict())  # everything JSON-serialisable
+
+
+def test_offscreen_voice_and_segment_probabilities_in_json_and_rttm(tmp_path):
+    """Speech that no face is labelled for, 0.5 s or longer, is an off-screen voice: its own
+    segments (track OFFSCREEN, RTTM speaker ``offscreen``), each with the turn model's probability
+    that nobody visible speaks; every face segment carries its mean speaking probability."""
+    from speakerid.speakers import OFFSCREEN
+
+    fps, n = 25.0, 100
+    times = np.arange(n) / fps
+    sc = np.zeros(n, np.float32)
+    sc[10:40] = 0.9  # a face speaks for 1.2 s
+    t = SpeakerTrack(id=2, frames=np.arange(n), boxes=np.tile([10.0, 10.0, 50.0, 50.0], (n, 1)), scores=sc,
+                     speaking=np.zeros(n, bool))
+    speech = np.zeros(n, bool)
+    speech[10:40] = True   # the face's own speech
+    speech[50:80] = True   # 1.2 s of a voice nobody on screen makes
+    speech[90:95] = True   # 0.2 s: too short to report
+    r = SpeakerResult(fps=fps, num_frames=n, tracks=[t], video="v.mp4", frame_times=times, speech=speech,
+                      decoder="hmm", threshold=0.5)
+    r.relabel()
+    assert [(s.track, s.start, s.end) for s in r.segments] == [(2, 0.4, 1.6)]
+    assert r.segments[0].probability == pytest.approx(0.9, abs=1e-6)
+    assert [(s.track, s.start, s.end) for s in r.offscreen] == [(OFFSCREEN, 2.0, 3.2)]
+    assert r.offscreen[0].probability == pytest.approx(1.0)
+    lines = r.rttm_lines()
+    assert [ln.split()[7] for ln in lines] == ["face2", "offscreen"]
+    back = SpeakerResult.from_dict(json.loads(json.dumps(r.to_dict())))
+    assert [s.to_dict() for s in back.offscreen] == [s.to_dict() for s in r.offscreen]
+    assert back.segments[0].probability == pytest.approx(0.9, abs=1e-3)
+    p = r.to_rttm(tmp_path / "v.rttm")
+    assert [(u, s.track) for u, s in read_rttm(p)] == [("v", 2), ("v", OFFSCREEN)]
+    # the threshold rule's scores are not probabilities: no probability, no off-screen one either
+    r.decoder = "threshold"
+    r.relabel(0.5)
+    assert r.segments[0].probability is None and r.offscreen[0].probability is None
+
+
+def test_speech_is_what_stands_above_the_files_quiet_level():
+    from speakerid.speakers.labels import speech_columns
+
+    quiet = np.full(300, -6.7)       # −55 dBFS noise, in c0 units
+    loud = np.full(100, -2.0)        # ~20 dB above it
+    e = np.concatenate([quiet, loud, quiet])
+    on = speech_columns(e)
+    assert not on[:270].any() and on[300:400].all() and not on[430:].any()
+    assert on[285] and on[415]       # held 0.2 s either side
+    assert not speech_columns(np.full(500, -12.0)).any()  # digital silence has no quiet level to rise above

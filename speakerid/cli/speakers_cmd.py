@@ -65,9 +65,11 @@ def _speakers(args) -> int:
         scored = sum(t.scored for t in result.tracks)
         off = "n/a" if result.offset_ms is None else f"{result.offset_ms:+.0f} ms"
         print(f"{len(result.tracks)} face track(s), {scored} scored; audio offset {off}; "
-              f"{len(result.segments)} speaking segment(s)")
-        for s in result.segments:
-            print(f"{s.start:9.3f} {s.end:9.3f}  {speaker_name(s.track)}")
+              f"{len(result.segments)} speaking segment(s)"
+              + (f", {len(result.offscreen)} off-screen voice segment(s)" if result.offscreen else ""))
+        for s in sorted(result.segments + result.offscreen, key=lambda s: (s.start, s.track)):
+            p = "" if s.probability is None else f"  p {s.probability:.2f}"
+            print(f"{s.start:9.3f} {s.end:9.3f}  {speaker_name(s.track)}{p}")
     if not result.tracks:
         raise no_face_error(args)
     return 0

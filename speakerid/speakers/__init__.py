@@ -16,7 +16,7 @@ from __future__ import annotations
 from ..options import DECODER_DEFAULTS, DECODERS, DEFAULT_COMPETITION, SpeakerOptions
 from .labels import MIN_SEGMENT_S, label_tracks
 from .pipeline import detect_speakers
-from .results import CSV_FIELDS, Segment, SpeakerResult, SpeakerTrack, speaker_name
+from .results import CSV_FIELDS, OFFSCREEN, Segment, SpeakerResult, SpeakerTrack, speaker_name
 from .scoring import score_faces
 
 DEFAULT_DECODER = SpeakerOptions.decoder
@@ -35,6 +35,6 @@ def decoder_settings(decoder: str, threshold: float | None = None, smooth_frames
 
 
 __all__ = ["detect_speakers", "score_faces", "label_tracks", "decoder_settings", "SpeakerResult", "SpeakerTrack",
-           "Segment", "SpeakerOptions", "CSV_FIELDS", "speaker_name", "MIN_SEGMENT_S", "DECODERS", "DEFAULT_DECODER",
+           "Segment", "OFFSCREEN", "SpeakerOptions", "CSV_FIELDS", "speaker_name", "MIN_SEGMENT_S", "DECODERS", "DEFAULT_DECODER",
            "DECODER_DEFAULTS", "DEFAULT_THRESHOLD", "DEFAULT_COMPETITION", "DEFAULT_SMOOTH_FRAMES",
            "DEFAULT_MAX_SHIFT_FRAMES", "DEFAULT_SEARCH_FRAMES"]

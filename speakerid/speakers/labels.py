@@ -56,9 +56,9 @@ def label_tracks(tracks: list, threshold: float, num_frames: int, *, exclusive: 
         t.speaking = sp
 
 
-def speaking_segments(tracks: list, source_times: np.ndarray, fps: float) -> list[tuple[int, float, float]]:
-    """Runs of speaking frames → ``(track id, start, end)``: from the start of the first frame to
-    the end of the last, in seconds, in time order."""
+def speaking_segments(tracks: list, source_times: np.ndarray, fps: float) -> list[tuple[int, float, float, int, int]]:
+    """Runs of speaking frames → ``(track id, start, end, first frame, last frame)``: seconds from
+    the start of the first frame to the end of the last, in time order."""
     n = source_times.size
     frame_end = np.empty(n)
     frame_end[:-1] = source_times[1:]
@@ -71,6 +71,95 @@ def speaking_segments(tracks: list, source_times: np.ndarray, fps: float) -> lis
         edges = np.diff(np.concatenate([[0], sp.astype(np.int8), [0]]))
         for a, b in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True):
             f0, f1 = int(t.frames[a]), int(t.frames[b - 1])
-            segs.append((int(t.id), float(source_times[f0]), float(frame_end[f1])))
+            segs.append((int(t.id), float(source_times[f0]), float(frame_end[f1]), f0, f1))
     segs.sort(key=lambda s: (s[1], s[0]))
     return segs
+
+
+SPEECH_MARGIN_DB = 10.0
+"""Audio at least this much above the file's own quiet level (its 10th-percentile frame energy)
+counts as sound someone makes; the floor of the relative rule is ``SPEECH_FLOOR_DBFS``."""
+SPEECH_FLOOR_DBFS = -55.0
+"""Quieter than this is never speech (the silence level of sync)."""
+SPEECH_HANGOVER_S = 0.2
+"""Speech is held this long on each side, so the short gaps inside a sentence count as speech."""
+OFFSCREEN_MIN_S = 0.5
+"""Speech with nobody labelled is reported as an off-screen voice when it lasts at least this long
+(shorter runs are the edges of turns, where the smoothed evidence changes hands)."""
+
+
+def speech_columns(log_energy: np.ndarray) -> np.ndarray:
+    """Per 10 ms MFCC column (``log_energy``: c0, the natural log of the frame's power), whether
+    someone is audibly making sound: ``SPEECH_MARGIN_DB`` above the file's quiet level and above
+    ``SPEECH_FLOOR_DBFS``, held ``SPEECH_HANGOVER_S`` either side. An energy rule: it cannot tell
+    speech from music or loud noise, which then count as sound nobody on screen makes."""
+    e = np.asarray(log_energy, np.float64)
+    if e.size == 0:
+        return np.zeros(0, bool)
+    db = 10.0 / np.log(10.0)  # natural log of power → dB
+    # a 25 ms frame of full-scale sine has power ~ 0.5 · 400 samples (python_speech_features' frame energy)
+    full_scale = np.log(0.5 * 400)
+    loud = (e - full_scale) * db > SPEECH_FLOOR_DBFS
+    quiet = np.percentile(e, 10)
+    on = loud & ((e - quiet) * db >= SPEECH_MARGIN_DB)
+    h = int(round(SPEECH_HANGOVER_S * 100))
+    if h and on.any():
+        c = np.concatenate([[0], np.cumsum(on)])
+        i = np.arange(on.size)
+        on = (c[np.minimum(on.size, i + h + 1)] - c[np.maximum(0, i - h)]) > 0
+    return on
+
+
+def speech_frames(columns: np.ndarray, source_times: np.ndarray) -> np.ndarray:
+    """``speech_columns`` read at each source frame's time."""
+    if columns.size == 0:
+        return np.zeros(source_times.size, bool)
+    return columns[np.clip(np.round(source_times * 100).astype(np.int64), 0, columns.size - 1)]
+
+
+def offscreen_segments(tracks: list, speech: np.ndarray, source_times: np.ndarray, fps: float,
+                       nobody: np.ndarray | None = None) -> list[tuple[float, float, float | None]]:
+    """Runs of source frames with speech and no face labelled speaking, at least
+    ``OFFSCREEN_MIN_S`` long → ``(start, end, probability)``: a voice that no visible mouth is in
+    sync with (someone off screen, a narrator, a face too small or turned away). ``nobody``: per
+    frame, the probability that no visible face speaks (the turn model's), whose mean over the run
+    is its probability; None without it."""
+    n = source_times.size
+    free = np.asarray(speech, bool).copy()
+    for t in tracks:
+        f = np.asarray(t.frames, np.int64)
+        ok = (f >= 0) & (f < n)
+        free[f[ok][np.asarray(t.speaking, bool)[ok]]] = False
+    frame_end = np.append(source_times[1:], source_times[-1] + (1.0 / fps if fps else 0.04)) if n else source_times
+    out = []
+    edges = np.diff(np.concatenate([[0], free.astype(np.int8), [0]]))
+    for a, b in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True):
+        start, end = float(source_times[a]), float(frame_end[b - 1])
+        if end - start >= OFFSCREEN_MIN_S:
+            out.append((start, end, None if nobody is None else float(np.mean(nobody[a:b]))))
+    return out
+
+
+def segment_probability(track, first: int, last: int) -> float:
+    """A face's mean speaking probability over its source frames ``first..last`` (the turn model's
+    scores are probabilities)."""
+    f = np.asarray(track.frames, np.int64)
+    s = np.asarray(track.scores, np.float64)[(f >= first) & (f <= last)]
+    s = s[np.isfinite(s)]
+    return float(s.mean()) if s.size else float("nan")
+
+
+def nobody_probability(tracks: list, num_frames: int, exclusive: bool) -> np.ndarray:
+    """Per source frame, the turn model's probability that no visible face speaks: one less the
+    faces' probabilities (one voice at a time), or the product of each face's probability of not
+    speaking (``exclusive=False``)."""
+    none = np.ones(max(0, num_frames))
+    for t in tracks:
+        f = np.asarray(t.frames, np.int64)
+        p = np.nan_to_num(np.asarray(t.scores, np.float64), nan=0.0)
+        ok = (f >= 0) & (f < none.size)
+        if exclusive:
+            none[f[ok]] -= p[ok]
+        else:
+            none[f[ok]] *= 1.0 - p[ok]
+    return np.clip(none, 0.0, 1.0)

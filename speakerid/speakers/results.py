@@ -19,29 +19,44 @@ import numpy as np
 
 from ..options import DECODER_DEFAULTS, SpeakerOptions
 from ..outputs import write_text
-from .labels import MIN_SEGMENT_S, label_tracks, speaking_segments
+from .labels import (MIN_SEGMENT_S, label_tracks, nobody_probability, offscreen_segments, segment_probability,
+                     speaking_segments)
 
 CSV_FIELDS = ["track", "frame", "time_s", "x", "y", "w", "h", "score", "speaking"]
+OFFSCREEN = -1
+"""The track id of an off-screen voice's segments (``SpeakerResult.offscreen``)."""
 
 
 def speaker_name(track_id: int) -> str:
-    """The RTTM speaker name of a face track."""
-    return f"face{int(track_id)}"
+    """The RTTM speaker name of a face track (``offscreen`` for a voice no visible face makes)."""
+    return "offscreen" if int(track_id) == OFFSCREEN else f"face{int(track_id)}"
 
 @dataclass
 class Segment:
-    """One stretch of time (s from the first frame) in which one face track speaks."""
+    """One stretch of time (s from the first frame) in which one face track speaks, or (track
+    ``OFFSCREEN``) a voice that no visible face is in sync with."""
 
     track: int
     start: float
     end: float
+    probability: float | None = None
+    """With the turn model: the face's mean probability of speaking over the segment (for an
+    off-screen voice, the probability that no visible face speaks); None with the threshold rule,
+    whose scores are not probabilities."""
 
     @property
     def duration(self) -> float:
         return self.end - self.start
 
     def to_dict(self) -> dict:
-        return {"track": int(self.track), "start": round(float(self.start), 3), "end": round(float(self.end), 3)}
+        d = {"track": int(self.track), "start": round(float(self.start), 3), "end": round(float(self.end), 3)}
+        if self.probability is not None and math.isfinite(self.probability):
+            d["probability"] = round(float(self.probability), 3)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Segment:
+        return cls(int(d.get("track", OFFSCREEN)), float(d["start"]), float(d["end"]), d.get("probability"))
 
 
 @dataclass
@@ -111,6 +126,13 @@ class SpeakerResult:
     """Fingerprint of the SyncNet weights that produced the scores."""
     frame_times: np.ndarray | None = field(default=None, repr=False, compare=False)
     """Time (s from the first frame) of every source frame, when known (variable frame rate)."""
+    offscreen: list[Segment] = field(default_factory=list)
+    """Speech that no visible face is in sync with, at least 0.5 s long (track ``OFFSCREEN``):
+    someone off screen, a narrator, a face too small or turned away. The audio's loudness
+    decides what is speech, so loud music or noise count too."""
+    speech: np.ndarray | None = field(default=None, repr=False, compare=False)
+    """Per source frame, whether the audio holds sound someone makes (what ``offscreen`` is
+    made from)."""
     warnings: list[str] = field(default_factory=list)
     """What may make this result wrong, in words (e.g. an audio offset that drifts along the
     video, which one offset per face cannot follow)."""
@@ -142,9 +164,16 @@ class SpeakerResult:
             self.exclusive = bool(exclusive)
         min_run = max(1, int(round(MIN_SEGMENT_S * (self.fps or 25.0))))
         label_tracks(self.tracks, self.threshold, self.num_frames, exclusive=self.exclusive, min_run=min_run)
-        times = self.frame_times if self.frame_times is not None else np.arange(self.num_frames) / (self.fps or 25.0)
-        self.segments = [Segment(t, a, b) for t, a, b in speaking_segments(self.tracks, np.asarray(times, np.float64),
-                                                                            self.fps)]
+        times = np.asarray(self.frame_times if self.frame_times is not None
+                           else np.arange(self.num_frames) / (self.fps or 25.0), np.float64)
+        hmm = self.decoder == "hmm"
+        by_id = {t.id: t for t in self.tracks}
+        self.segments = [Segment(t, a, b, segment_probability(by_id[t], f0, f1) if hmm else None)
+                         for t, a, b, f0, f1 in speaking_segments(self.tracks, times, self.fps)]
+        if self.speech is not None and times.size:
+            nobody = nobody_probability(self.tracks, self.num_frames, self.exclusive) if hmm else None
+            self.offscreen = [Segment(OFFSCREEN, a, b, p)
+                              for a, b, p in offscreen_segments(self.tracks, self.speech, times, self.fps, nobody)]
         return self
 
     def to_dict(self) -> dict:
@@ -163,13 +192,15 @@ class SpeakerResult:
             "warnings": list(self.warnings),
             "tracks": [t.to_dict() for t in self.tracks],
             "segments": [s.to_dict() for s in self.segments],
+            "offscreen_segments": [s.to_dict() for s in self.offscreen],
         }
 
     @classmethod
     def from_dict(cls, d: dict) -> SpeakerResult:
         return cls(fps=float(d["fps"]), num_frames=int(d["num_frames"]),
                    tracks=[SpeakerTrack.from_dict(t) for t in d.get("tracks", [])],
-                   segments=[Segment(int(s["track"]), float(s["start"]), float(s["end"])) for s in d.get("segments", [])],
+                   segments=[Segment.from_dict(s) for s in d.get("segments", [])],
+                   offscreen=[Segment.from_dict(s) for s in d.get("offscreen_segments", [])],
                    video=d.get("video", ""), threshold=float(d.get("threshold", DECODER_DEFAULTS["hmm"]["threshold"])),
                    smooth_frames=int(d.get("smooth_frames", DECODER_DEFAULTS["hmm"]["smooth_frames"])), offset_ms=d.get("offset_ms"),
                    exclusive=bool(d.get("exclusive", True)),
@@ -195,7 +226,7 @@ class SpeakerResult:
         name = uri if uri is not None else (Path(self.video).stem if self.video else "video")
         u = re.sub(r"\s+", "_", name) or "video"  # RTTM fields are whitespace separated
         lines = []
-        for s in sorted(self.segments, key=lambda s: (s.start, s.track)):
+        for s in sorted(self.segments + self.offscreen, key=lambda s: (s.start, s.track)):
             dur = max(0.0, s.end - s.start)
             lines.append(f"SPEAKER {u} 1 {s.start:.3f} {dur:.3f} <NA> <NA> {speaker_name(s.track)} <NA> <NA>")
         return lines

@@ -40,7 +40,7 @@ from ..progress import ProgressFn, silent
 from ..rowstore import RowStore, StoredRows
 from ..smoothing import triangle_nanmean
 from ..timebase import COLS_PER_FRAME, MS_PER_COL, VIDEO_FPS, WINDOW_COLS, WINDOW_FRAMES
-from .labels import compete
+from .labels import compete, speech_columns, speech_frames
 from .results import SpeakerResult, SpeakerTrack
 
 SHIFT_STEP_COLS = 2
@@ -232,11 +232,14 @@ def score_faces(analysis, audio: np.ndarray | Iterable[np.ndarray], model, optio
     search -= search % SHIFT_STEP_COLS
     shifts = np.arange(-search, search + 1, SHIFT_STEP_COLS)
     emb = Embedder(model)
+    energy: list[np.ndarray] = []  # c0 of every 10 ms column (4 bytes each): what is speech
     # every SHIFT_STEP_COLS-th audio window, float16 rows on disk: neither the signal, the MFCC
     # nor the embeddings are ever held whole (a caller's array is freed with the pieces)
-    audio_emb, n_cols = emb.stored_sequence(iter_mfcc([audio] if isinstance(audio, np.ndarray) else audio),
-                                            step=SHIFT_STEP_COLS, dtype=np.float16, chunk=BLOCK_ROWS)
+    audio_emb, n_cols = emb.stored_sequence(_energy_tap(iter_mfcc([audio] if isinstance(audio, np.ndarray) else audio),
+                                                        energy), step=SHIFT_STEP_COLS, dtype=np.float16, chunk=BLOCK_ROWS)
     del audio
+    result.speech = speech_frames(speech_columns(np.concatenate(energy) if energy else np.zeros(0)),
+                                  np.asarray(tl.source_times, np.float64))
     require_span(analysis.info.path, min(tl.num_model_frames / VIDEO_FPS, n_cols / 100.0),
                  opts.search_frames * 1000.0 / VIDEO_FPS, doing=SCORING)
     prof = _profiles(analysis.tracks, audio_emb, n_cols, shifts, emb, opts, progress)
@@ -270,6 +273,13 @@ def score_faces(analysis, audio: np.ndarray | Iterable[np.ndarray], model, optio
     result.tracks = out
     result.relabel(threshold, exclusive=opts.exclusive)
     return result
+
+
+def _energy_tap(blocks, energy: list):
+    """The MFCC blocks passed on, their first row (the log energy) kept in ``energy``."""
+    for b in blocks:
+        energy.append(np.asarray(b[0], np.float32))
+        yield b
 
 
 def _profiles(tracks, audio_emb, n_cols: int, shifts: np.ndarray, emb: Embedder, opts: SpeakerOptions,
