@@ -69,15 +69,26 @@ def main(argv=None) -> int:
     ap.add_argument("--inputs", nargs="+", type=Path, default=DEFAULT_INPUTS)
     ap.add_argument("--task", default="sync")
     ap.add_argument("--engines", nargs="+", default=["local", "ray"], choices=["local", "ray"])
+    ap.add_argument("--long", nargs="*", type=float, default=[],
+                    help="add the bundled example looped to these many minutes each (long files beside short ones)")
     ap.add_argument("--json", type=Path)
     a = ap.parse_args(argv)
     from speakerid.batch import discover
     from speakerid.media import probe
 
-    videos = discover(a.inputs)
-    seconds = sum(probe(v).duration_s for v in videos)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
+        if a.long:
+            import speakerid.examples as examples
+            from bench_memory import loop_video
+
+            long_dir = Path(tmp) / "long"
+            long_dir.mkdir()
+            for i, minutes in enumerate(a.long):
+                loop_video(examples.path(), long_dir / f"interview_{i}_{minutes:g}min.mp4", minutes)
+            a.inputs = [*a.inputs, long_dir]
+        videos = discover(a.inputs)
+        seconds = sum(probe(v).duration_s for v in videos)
         for engine, jobs, threads in [(e, j, t) for e in a.engines for j, t in ((1, 2), (2, 1))]:
             out = Path(tmp) / f"{engine}{jobs}"
             r = one_run(a.inputs, out, a.task, jobs, threads, engine)
@@ -94,7 +105,8 @@ def main(argv=None) -> int:
                   flush=True)
     if a.json:
         a.json.parent.mkdir(parents=True, exist_ok=True)
-        a.json.write_text(json.dumps({"inputs": [str(i) for i in a.inputs], "cpu_count": os.cpu_count(), "rows": rows},
+        a.json.write_text(json.dumps({"inputs": [str(i) for i in a.inputs], "long_minutes": a.long,
+                                      "cpu_count": os.cpu_count(), "rows": rows},
                                      indent=1))
     return 0
 
