@@ -39,7 +39,7 @@ from ..options import SpeakerOptions, split_settings
 from ..progress import ProgressFn, silent
 from ..rowstore import RowStore, StoredRows
 from ..smoothing import triangle_nanmean
-from ..timebase import COLS_PER_FRAME, MS_PER_COL, VIDEO_FPS, WINDOW_COLS, WINDOW_FRAMES
+from ..timebase import COLS_PER_FRAME, MFCC_RATE, MS_PER_COL, VIDEO_FPS, WINDOW_COLS, WINDOW_FRAMES
 from .labels import compete, speech_columns, speech_frames
 from .results import SpeakerResult, SpeakerTrack
 
@@ -240,7 +240,7 @@ def score_faces(analysis, audio: np.ndarray | Iterable[np.ndarray], model, optio
     del audio
     result.speech = speech_frames(speech_columns(np.concatenate(energy) if energy else np.zeros(0)),
                                   np.asarray(tl.source_times, np.float64))
-    require_span(analysis.info.path, min(tl.num_model_frames / VIDEO_FPS, n_cols / 100.0),
+    require_span(analysis.info.path, min(tl.num_model_frames / VIDEO_FPS, n_cols / MFCC_RATE),
                  opts.search_frames * 1000.0 / VIDEO_FPS, doing=SCORING)
     prof = _profiles(analysis.tracks, audio_emb, n_cols, shifts, emb, opts, progress)
     diag: dict[str, Any] = {"shifts_ms": shifts * MS_PER_COL, "profiles": {}, "window_scores": {}, "null": None}

@@ -32,7 +32,7 @@ from ..options import FaceOptions, SyncOptions, split_settings
 from ..progress import ProgressFn, silent
 from ..reliability import RELIABLE_P, p_correct, sync_evidence, unreliable_reasons
 from ..smoothing import centred_mean
-from ..timebase import MS_PER_COL, VIDEO_FPS, WINDOW_FRAMES
+from ..timebase import MS_PER_COL, SAMPLE_RATE, VIDEO_FPS, WINDOW_FRAMES
 from .inputs import SILENCE_DBFS, SyncAudio, SyncInputs, SyncVideo, TrackWindows, embed_video, stream_audio
 from .results import PathLike, SyncResult, SyncSegment, SyncWindows, TrackSync
 
@@ -77,7 +77,7 @@ def prepare_sync(video: PathLike, *, model=None, device: str | None = None, face
     audio = stream_audio(video, m, progress, info.duration_s)
     # early exit before the expensive face pass (the exact check, on the video's own frame
     # count, is in measure_prepared)
-    require_span(video, min(info.duration_s or 0.0, audio.num_samples / 16000.0), search_ms,
+    require_span(video, min(info.duration_s or 0.0, audio.num_samples / SAMPLE_RATE), search_ms,
                  doing="measuring offsets", hint=hint, slack_s=0.05)
     return SyncInputs(video=embed_video(video, m, analysis=analysis, progress=progress, faces=faces), audio=audio)
 
