@@ -39,6 +39,15 @@ class TrainConfig:
     augment_speed: float = 0.0
     """Speed perturbation: each run of windows is played at a rate in [1 − s, 1 + s], video and
     audio resampled together (``WindowSampler.batch``); 0 = off."""
+    augment_babble: float = 0.0
+    """Share of runs whose audio has another training clip's speech mixed in (``babble_snr_lo``
+    to ``babble_snr_hi`` dB below it; :func:`~speakerid.train.data.babble_mfcc`), the positive
+    still the clip's own audio: evidence that holds when others talk too. 0 = off."""
+    babble_snr_lo: float = 0.0
+    babble_snr_hi: float = 20.0
+    init: str = ""
+    """A checkpoint to start from (fine-tuning; its architecture replaces the one above) instead
+    of random weights."""
     group_balance: float = 1.0
     ema: float = 0.999
     """Decay of the weight average that is evaluated, used for alignment and refinement, and

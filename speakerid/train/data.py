@@ -43,6 +43,9 @@ class ClipData:
     windows: np.ndarray  # usable window starts
     keep: np.ndarray = field(default=None)  # (num windows,) bool: window kept by refinement
     ref: np.ndarray | None = None  # (N, 111, 111) uint8 mouth references (SyncNet.mouth_reference)
+    noisy_padded: np.ndarray | None = None
+    """With babble augmentation: the clip's MFCC with another clip's speech mixed in
+    (:func:`babble_mfcc`), prepared and padded like ``mfcc_padded``."""
     offset: int = 0
     """The clip's own audio offset in MFCC columns (offset_ms = 10·offset = t_audio − t_video):
     the audio that goes with video frame i starts at column 4i + offset. 0 unless an alignment
@@ -114,7 +117,7 @@ class WindowSampler:
     def __len__(self) -> int:
         return int(self.cidx.size)
 
-    def batch(self, rng: np.random.Generator, chunks: int, speed: float = 0.0) -> dict:
+    def batch(self, rng: np.random.Generator, chunks: int, speed: float = 0.0, babble: float = 0.0) -> dict:
         """``video`` (C·L, 5, 111, 111) uint8, ``audio`` (C, 13, 4(L−1) + 20 + 2·MAX_SHIFT),
         ``valid`` (C·L, 2·MAX_SHIFT+1) bool (shift inside the real audio), ``weight`` (C·L,)
         (0 for windows dropped by refinement), ``group`` names, ``rate`` (C,) playback rates.
@@ -123,7 +126,8 @@ class WindowSampler:
         (speed perturbation, as in speech recognition): the video frames and the MFCC columns
         are both resampled in time, linearly, so lips and audio stay in sync while the speaking
         tempo changes. A run whose faster playback would reach past its clip's usable windows
-        plays at rate 1."""
+        plays at rate 1. ``babble``: the share of runs whose audio is the clip's noisy copy
+        (``ClipData.noisy_padded``), the positive still the clip's own speech."""
         L = self.chunk_len
         pick = rng.integers(0, len(self), chunks) if self.p is None else rng.choice(len(self), chunks, p=self.p)
         rates = rng.uniform(1.0 - speed, 1.0 + speed, chunks) if speed > 0 else np.ones(chunks)
@@ -150,7 +154,8 @@ class WindowSampler:
                     video[b * L:(b + 1) * L, WINDOW_FRAMES] = c.ref[i0 + np.arange(L) + WINDOW_FRAMES // 2]
                 # padded column of real column (4 i0 + offset − MAX_SHIFT): shift 0 is the clip's own alignment
                 s0 = COLS_PER_FRAME * i0 + c.offset + MAX_ALIGN
-                audio[b] = c.mfcc_padded[:, s0:s0 + span]
+                noisy = babble > 0 and c.noisy_padded is not None and rng.random() < babble
+                audio[b] = (c.noisy_padded if noisy else c.mfcc_padded)[:, s0:s0 + span]
                 starts = COLS_PER_FRAME * (i0 + np.arange(L))[:, None] + shifts + c.offset
                 valid[b * L:(b + 1) * L] = (starts >= 0) & (starts + WINDOW_COLS <= c.num_cols)
             weight[b * L:(b + 1) * L] = c.keep[j0:j0 + L]
@@ -284,16 +289,63 @@ def cepstral_warp_matrix(alpha: float, num_cep: int = NUM_CEPSTRA, nfilt: int = 
 
 
 def load_clips(paths: list[Path], pad_value: np.ndarray, root: Path | None = None, prepare=None,
-               reference=None, geometry: str | None = None) -> list[ClipData]:
-    """Cached clips ready for sampling. ``geometry``: the crop geometry every clip must have."""
-    out = []
+               reference=None, geometry: str | None = None, babble_snr_db: tuple[float, float] | None = None,
+               seed: int = 0) -> list[ClipData]:
+    """Cached clips ready for sampling. ``geometry``: the crop geometry every clip must have.
+    ``babble_snr_db``: also make each clip a noisy copy, another clip's speech mixed in at an SNR
+    drawn from this range (:func:`babble_mfcc`)."""
+    out, raw = [], []
     for p in paths:
         c = load_clip(p)
         if geometry is not None:
             require_geometry(c, geometry)
         name = p.relative_to(root).as_posix() if root else p.name
         out.append(ClipData.from_cached(c, pad_value, name, prepare, reference))
+        raw.append(c.mfcc)
+    if babble_snr_db is not None and len(out) > 1:
+        rng = np.random.default_rng(seed)
+        for i, c in enumerate(out):
+            j = (i + 1 + int(rng.integers(len(out) - 1))) % len(out)  # another clip: another voice
+            mixed = babble_mfcc(raw[i], raw[j], float(rng.uniform(*babble_snr_db)))
+            m = mixed if prepare is None else prepare(mixed)
+            pad = np.repeat(pad_value[:, None].astype(np.float32), PAD, axis=1)
+            c.noisy_padded = np.concatenate([pad, m.astype(np.float32), pad], 1)
     return out
+
+
+def _dct_rows(n_cep: int = NUM_CEPSTRA, nfilt: int = NUM_MEL_FILTERS) -> np.ndarray:
+    """The orthonormal DCT-II rows ``compute_mfcc`` takes its cepstra from: ``(n_cep, nfilt)``."""
+    k = np.arange(nfilt)
+    d = np.sqrt(2.0 / nfilt) * np.cos(np.pi * np.arange(n_cep)[:, None] * (2 * k + 1) / (2 * nfilt))
+    d[0] /= np.sqrt(2.0)
+    return d
+
+
+def babble_mfcc(target: np.ndarray, other: np.ndarray, snr_db: float) -> np.ndarray:
+    """The raw MFCC of ``target`` with the speech of ``other`` (raw MFCC, tiled to its length)
+    mixed in at ``snr_db`` (against the loudest half of the target's frames), computed in the mel
+    power domain: each frame's log-mel energies are read back from its 12 cepstra (the lifter
+    undone; their level from the frame's log energy c0), the powers added, and the cepstra taken
+    again. The 12 cepstra hold a smoothed spectrum, so this is the mixture of those smoothed
+    spectra: an approximation, good enough to teach that another voice is not this mouth's."""
+    t = np.asarray(target, np.float64)
+    o = np.resize(np.asarray(other, np.float64), t.shape)
+    d = _dct_rows()
+    lift = 1 + (CEP_LIFTER / 2.0) * np.sin(np.pi * np.arange(NUM_CEPSTRA) / CEP_LIFTER)
+
+    def log_mel(m: np.ndarray) -> np.ndarray:
+        shape = d[1:].T @ (m[1:] / lift[1:, None])          # (nfilt, T): the spectrum's shape
+        return shape - shape.mean(0) + m[0]                  # its level: the frame's log energy
+
+    e_t, e_o = np.exp(t[0]), np.exp(o[0])
+    loud = np.sort(e_t)[e_t.size // 2:]
+    g = (loud.mean() if loud.size else 1.0) / max(e_o.mean(), 1e-12) / 10 ** (snr_db / 10)
+    mel = np.exp(log_mel(t)) + g * np.exp(log_mel(o))
+    lm = np.log(mel)
+    out = np.empty_like(t)
+    out[1:] = (d[1:] @ lm) * lift[1:, None]
+    out[0] = np.log(e_t + g * e_o)
+    return out.astype(np.float32)
 
 
 def require_geometry(clip: CachedClip, geometry: str) -> None:

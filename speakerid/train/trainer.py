@@ -78,9 +78,12 @@ class Trainer:
         if not new:
             return 0
         root = Path(self.cfg.cache_dir) / "train"
+        cfg = self.cfg
         cl = load_clips(new, self.pad_value, root, prepare=self.model.prepare_mfcc,
                         reference=self.model.mouth_reference if self.model.config.video_ref else None,
-                        geometry=self.model.config.crop_geometry)
+                        geometry=self.model.config.crop_geometry,
+                        babble_snr_db=(cfg.babble_snr_lo, cfg.babble_snr_hi) if cfg.augment_babble > 0 else None,
+                        seed=cfg.seed + len(self.clips))
         for p, c in zip(new, cl):
             self.names[p.as_posix()] = len(self.clips)
             self.clips.append(c)
@@ -130,6 +133,13 @@ class Trainer:
         if len(geometries) > 1:
             raise TrainingDataError(f"{cfg.cache_dir}/train mixes crop geometries {geometries}; use one cache per "
                                     "geometry")
+        if cfg.init:  # fine-tuning: the checkpoint's architecture, weights and MFCC statistics
+            self.model = model_from_checkpoint(read_checkpoint(Path(cfg.init)))
+            if self.model.config.crop_geometry != geometries[0]:
+                raise TrainingDataError(f"{cfg.init} was trained on {self.model.config.crop_geometry!r} crops; the "
+                                        f"cache holds {geometries[0]!r} ones")
+            self.pad_value = self.model.mfcc_mean.numpy().copy()
+            return 1, 0
         self.model = SyncNet(SyncNetConfig(width=cfg.width, audio_width=cfg.audio_width, embed_dim=cfg.embed_dim,
                                            mouth_px=cfg.mouth_px, cmn_cols=cfg.cmn_cols, cvn=bool(cfg.cvn),
                                            video_diff=bool(cfg.video_diff), video_ref=cfg.video_ref,
@@ -259,7 +269,7 @@ class Trainer:
             lr = lr_at(step, total, base_lr, cfg.warmup if stage == 1 else 20)
             for g in self.opt.param_groups:
                 g["lr"] = lr
-            b = self.sampler.batch(self.rng, cfg.chunks, speed=cfg.augment_speed)
+            b = self.sampler.batch(self.rng, cfg.chunks, speed=cfg.augment_speed, babble=cfg.augment_babble)
             video = augment_video(b["video"], self.trng, cfg.augment, aspect=cfg.augment_aspect,
                                   blur=cfg.augment_blur)
             audio = augment_audio(b["audio"], self.trng, warp=cfg.augment_warp)
