@@ -69,7 +69,8 @@ def usable_windows(clip: CachedClip) -> np.ndarray:
 
 
 def preprocess_clip(video: str | os.PathLike, out: str | os.PathLike, meta: dict | None = None,
-                    detect_every: int = 4, detect_width: int = 320, crop_geometry: str = DEFAULT_CROP_GEOMETRY) -> dict:
+                    detect_every: int = 4, detect_width: int = 320, crop_geometry: str = DEFAULT_CROP_GEOMETRY,
+                    threads: int | None = None) -> dict:
     """Run the faces stage and MFCC on one clip and write its cache file (atomically).
 
     The training clips are talking-head shots whose face fills much of the frame, so a small
@@ -111,13 +112,13 @@ def _manifest(data_root: Path) -> dict[str, dict]:
 
 
 def _work(args):
-    video, out, meta, geometry = args
+    video, out, meta, geometry, threads = args
     import cv2
 
     cv2.setNumThreads(1)
     t = time.time()
     try:
-        r = preprocess_clip(video, out, meta, crop_geometry=geometry)
+        r = preprocess_clip(video, out, meta, crop_geometry=geometry, threads=threads)
         r["error"] = ""
     except Exception as e:  # noqa: BLE001 - one bad clip must not stop a long preprocessing run
         r = {"frames": 0, "usable": 0, "tracks": 0, "error": f"{type(e).__name__}: {e}"}
@@ -142,7 +143,8 @@ def build_cache(data_root: str | os.PathLike, subdirs: list[str], cache_dir: str
                 continue
             row = manifest.get(rel, {})
             meta = {"group": group, "file": rel, "identity": row.get("identity", ""), "license": row.get("license", "")}
-            jobs.append((str(v), str(out), meta, crop_geometry))
+            # the cores shared out: workers with a detector each on every core ran ~10× slower
+            jobs.append((str(v), str(out), meta, crop_geometry, max(1, (os.cpu_count() or 1) // workers)))
     log(f"preprocessing {len(jobs)} clips with {workers} workers → {cache_dir}")
     results = []
     os.environ.setdefault("OMP_NUM_THREADS", "1")
