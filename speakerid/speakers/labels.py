@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..smoothing import centred_mean
+
 MIN_SEGMENT_S = 0.2
 """Speaking runs shorter than this (one SyncNet window) are dropped: flicker where two faces' scores cross."""
 
@@ -30,6 +32,17 @@ def compete(tracks: list, num_frames: int, beta: float) -> None:
         t.scores = (s - beta * np.maximum(other, 0.0)).astype(np.float32)
 
 
+def _runs(mask: np.ndarray):
+    """``(first, stop)`` of each run of True in a 1-D boolean array."""
+    edges = np.diff(np.concatenate([[0], np.asarray(mask, np.int8), [0]]))
+    return zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist(), strict=True)
+
+
+def _frame_ends(source_times: np.ndarray, fps: float) -> np.ndarray:
+    """When each source frame stops showing: the next frame's time (the last lasts 1 / fps)."""
+    return np.append(source_times[1:], source_times[-1] + (1.0 / fps if fps else 0.04))
+
+
 def label_tracks(tracks: list, threshold: float, num_frames: int, *, exclusive: bool = True,
                  min_run: int = 1) -> None:
     """Set each track's ``speaking`` from its scores: ``score >= threshold``; with ``exclusive``,
@@ -49,8 +62,7 @@ def label_tracks(tracks: list, threshold: float, num_frames: int, *, exclusive: 
             f = np.clip(np.asarray(t.frames, np.int64), 0, best.size - 1)
             sp &= s >= best[f]
         if min_run > 1 and sp.any():
-            edges = np.diff(np.concatenate([[0], sp.astype(np.int8), [0]]))
-            for a, b in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True):
+            for a, b in _runs(sp):
                 if b - a < min_run:
                     sp[a:b] = False
         t.speaking = sp
@@ -59,17 +71,10 @@ def label_tracks(tracks: list, threshold: float, num_frames: int, *, exclusive: 
 def speaking_segments(tracks: list, source_times: np.ndarray, fps: float) -> list[tuple[int, float, float, int, int]]:
     """Runs of speaking frames → ``(track id, start, end, first frame, last frame)``: seconds from
     the start of the first frame to the end of the last, in time order."""
-    n = source_times.size
-    frame_end = np.empty(n)
-    frame_end[:-1] = source_times[1:]
-    frame_end[-1] = source_times[-1] + (1.0 / fps if fps else 0.04)
+    frame_end = _frame_ends(source_times, fps)
     segs = []
     for t in tracks:
-        sp = np.asarray(t.speaking, bool)
-        if not sp.any():
-            continue
-        edges = np.diff(np.concatenate([[0], sp.astype(np.int8), [0]]))
-        for a, b in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True):
+        for a, b in _runs(t.speaking):
             f0, f1 = int(t.frames[a]), int(t.frames[b - 1])
             segs.append((int(t.id), float(source_times[f0]), float(frame_end[f1]), f0, f1))
     segs.sort(key=lambda s: (s[1], s[0]))
@@ -103,11 +108,8 @@ def speech_columns(log_energy: np.ndarray) -> np.ndarray:
     quiet = np.percentile(e, 10)
     on = loud & ((e - quiet) * db >= SPEECH_MARGIN_DB)
     h = int(round(SPEECH_HANGOVER_S * 100))
-    if h and on.any():
-        c = np.concatenate([[0], np.cumsum(on)])
-        i = np.arange(on.size)
-        on = (c[np.minimum(on.size, i + h + 1)] - c[np.maximum(0, i - h)]) > 0
-    return on
+    # held h columns either side: a centred window of 2h + 1 holding any speech
+    return centred_mean(on, 2 * h + 1) > 0 if h and on.any() else on
 
 
 def speech_frames(columns: np.ndarray, source_times: np.ndarray) -> np.ndarray:
@@ -130,10 +132,9 @@ def offscreen_segments(tracks: list, speech: np.ndarray, source_times: np.ndarra
         f = np.asarray(t.frames, np.int64)
         ok = (f >= 0) & (f < n)
         free[f[ok][np.asarray(t.speaking, bool)[ok]]] = False
-    frame_end = np.append(source_times[1:], source_times[-1] + (1.0 / fps if fps else 0.04)) if n else source_times
+    frame_end = _frame_ends(source_times, fps) if n else source_times
     out = []
-    edges = np.diff(np.concatenate([[0], free.astype(np.int8), [0]]))
-    for a, b in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True):
+    for a, b in _runs(free):
         start, end = float(source_times[a]), float(frame_end[b - 1])
         if end - start >= OFFSCREEN_MIN_S:
             out.append((start, end, None if nobody is None else float(np.mean(nobody[a:b]))))

@@ -111,11 +111,11 @@ def is_silent(audio: np.ndarray) -> bool:
     return tap.silent
 
 
-def embed_audio(model, audio: np.ndarray, audio_emb: np.ndarray | None = None) -> SyncAudio:
+def embed_audio(model, audio: np.ndarray) -> SyncAudio:
     """16 kHz mono ``audio`` (sample 0 at the first video frame) as the search needs it, embedded
-    in memory (or with its embeddings ``audio_emb`` already made)."""
+    in memory."""
     t0 = time.perf_counter()
-    emb = audio_embeddings(model, compute_mfcc(audio)) if audio_emb is None else audio_emb
+    emb = audio_embeddings(model, compute_mfcc(audio))
     return SyncAudio(emb=emb, num_samples=int(audio.size), silent=is_silent(audio), seconds=time.perf_counter() - t0)
 
 
@@ -130,7 +130,7 @@ def stream_audio(video: PathLike, model, progress: ProgressFn = silent, duration
     emb, _T = Embedder(model).stored_sequence(iter_mfcc(tap), step=1, dtype=np.float32)
     progress("audio", total, total)
     return SyncAudio(emb=emb, num_samples=tap.num_samples, silent=tap.silent, seconds=time.perf_counter() - t0,
-                  streamed=True)
+                     streamed=True)
 
 
 def embed_video(video: PathLike, model, *, analysis=None, progress: ProgressFn = silent,

@@ -62,11 +62,17 @@ class ClipData:
         """``prepare``: the model's MFCC normalisation (``SyncNet.prepare_mfcc``), applied to the
         whole clip once; ``reference``: its mouth references (``SyncNet.mouth_reference``)."""
         m = clip.mfcc.astype(np.float32) if prepare is None else prepare(clip.mfcc)
-        pad = np.repeat(pad_value[:, None].astype(np.float32), PAD, axis=1)
         w = usable_windows(clip)
-        return cls(name=name, group=clip.group, crops=clip.crops, mfcc_padded=np.concatenate([pad, m, pad], 1),
+        return cls(name=name, group=clip.group, crops=clip.crops, mfcc_padded=padded(m, pad_value),
                    num_cols=m.shape[1], windows=w, keep=np.ones(w.size, bool),
                    ref=None if reference is None else reference(clip.crops))
+
+
+def padded(mfcc: np.ndarray, pad_value: np.ndarray) -> np.ndarray:
+    """``mfcc`` with ``PAD`` columns of the neutral MFCC on each side, float32: shifted audio
+    windows reach past the clip without leaving the array."""
+    pad = np.repeat(pad_value[:, None].astype(np.float32), PAD, axis=1)
+    return np.concatenate([pad, np.asarray(mfcc, np.float32), pad], 1)
 
 
 def mfcc_stats(clips: list[CachedClip], prepare=None) -> tuple[np.ndarray, np.ndarray]:
@@ -307,9 +313,7 @@ def load_clips(paths: list[Path], pad_value: np.ndarray, root: Path | None = Non
         for i, c in enumerate(out):
             j = (i + 1 + int(rng.integers(len(out) - 1))) % len(out)  # another clip: another voice
             mixed = babble_mfcc(raw[i], raw[j], float(rng.uniform(*babble_snr_db)))
-            m = mixed if prepare is None else prepare(mixed)
-            pad = np.repeat(pad_value[:, None].astype(np.float32), PAD, axis=1)
-            c.noisy_padded = np.concatenate([pad, m.astype(np.float32), pad], 1)
+            c.noisy_padded = padded(mixed if prepare is None else prepare(mixed), pad_value)
     return out
 
 
