@@ -25,7 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from calibrate_reliability import FINAL_GROUP, identity  # noqa: E402
-from lipgeom_extract import ANCHORS, JAW, KEPT, LIPS_INNER, LIPS_OUTER  # noqa: E402
+from lipgeom_extract import JAW, KEPT, LIPS_INNER, LIPS_OUTER  # noqa: E402
 
 from speakerid.evidence import window_distances  # noqa: E402
 from speakerid.features import COLS_PER_FRAME, SILENT_C0, WINDOW_COLS, WINDOW_FRAMES  # noqa: E402

@@ -495,3 +495,39 @@ def test_babble_mixing_in_the_mel_domain_comes_close_to_the_real_mixture():
     err_mixed = np.abs(mixed - real).mean()
     err_clean = np.abs(ma - real).mean()
     assert err_mixed < 0.6 * err_clean, (err_mixed, err_clean)
+
+
+def test_a_packed_cache_unpacks_to_the_same_clips_and_trains(tmp_path):
+    """pack → unpack on a cache made from the real GRID clip: same frames, shots, metadata, MFCC
+    to float16, crops to about a grey level; a truncated pack is refused and leaves nothing."""
+    from conftest import GRID_CLIP
+
+    from speakerid.train.cache import load_clip, preprocess_clip
+    from speakerid.train.pack import pack_cache, unpack_cache
+
+    src = tmp_path / "cache"
+    preprocess_clip(GRID_CLIP, src / "train" / "grid" / "a.npz", {"group": "grid"}, crop_geometry="stable")
+    preprocess_clip(GRID_CLIP, src / "eval" / "a.npz", {"group": "eval"}, crop_geometry="stable")
+    packed = tmp_path / "cache.pack.npz"
+    r = pack_cache(src, packed, log=lambda m: None)
+    assert r["clips"] == 2 and r["video_frames"] > 100 and r["bytes"] < 0.1 * r["video_frames"] * 111 * 111
+    out = tmp_path / "unpacked"
+    assert unpack_cache(packed, out, log=lambda m: None) == {"clips": 2, "written": 2}
+    for rel in ("train/grid/a.npz", "eval/a.npz"):
+        a, b = load_clip(src / rel), load_clip(out / rel)
+        assert a.meta == b.meta and np.array_equal(a.usable, b.usable) and np.array_equal(a.shot, b.shot)
+        assert np.abs(a.mfcc - b.mfcc).max() < 0.05
+        err = np.abs(a.crops.astype(int) - b.crops.astype(int))[a.usable]
+        assert err.mean() < 2.5 and not b.crops[~a.usable].any()
+    cfg = TrainConfig(cache_dir=str(out), out_dir=str(tmp_path / "run"), width=4, audio_width=4, embed_dim=16,
+                      chunks=2, chunk_len=4, steps1=2, steps2=1, warmup=1, eval_every=0, rescan_every=0,
+                      align_cols=0, threads=1)
+    assert Trainer(cfg, log=lambda m: None).run().is_file()
+    # a pack whose video was cut short: refused, and the clip it reached is not written
+    z = dict(np.load(packed))
+    z["video"] = z["video"][: z["video"].size // 3]
+    cut = tmp_path / "cut.pack.npz"
+    np.savez(cut, **z)
+    with pytest.raises(TrainingDataError, match="ends before"):
+        unpack_cache(cut, tmp_path / "cut", log=lambda m: None)
+    assert not list((tmp_path / "cut").rglob("*.npz"))

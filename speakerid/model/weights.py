@@ -111,3 +111,13 @@ def resolve_model(model: SyncNet | str | os.PathLike | None = None, *,
     if isinstance(model, SyncNet):
         return model.eval()
     return load_model(model, device=device)
+
+
+def export_weights(src: str | os.PathLike, dst: str | os.PathLike, metrics: dict | None = None) -> str:
+    """Write the shipping checkpoint (fp16 weights, metadata, no optimizer state)."""
+    ckpt = read_checkpoint(Path(src))
+    model = model_from_checkpoint(ckpt)
+    meta = dict(ckpt.get("meta", {}))
+    if metrics:
+        meta["metrics"] = metrics
+    return save_checkpoint(model, dst, half=True, meta=meta)

@@ -62,6 +62,9 @@ class TrainConfig:
     ce_temp: float = 0.1
     warmup: int = 100
     threads: int = 1
+    device: str = "cpu"
+    """Where the network trains ("cpu", "cuda", "cuda:1"); batches are still drawn and augmented
+    on the CPU. The shipped weights were trained on the CPU."""
     ckpt_minutes: float = 4.0
     eval_every: int = 500
     rescan_every: int = 200

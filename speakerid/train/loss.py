@@ -20,7 +20,7 @@ def pair_distances(model: SyncNet, video: torch.Tensor, audio: torch.Tensor, chu
     a = model.embed_audio_seq(audio)  # (C, D, P)
     C, D, _ = a.shape
     L = chunk_len
-    idx = COLS_PER_FRAME * torch.arange(L)[:, None] + torch.arange(2 * MAX_SHIFT + 1)  # (L, S)
+    idx = (COLS_PER_FRAME * torch.arange(L)[:, None] + torch.arange(2 * MAX_SHIFT + 1)).to(a.device)  # (L, S)
     a = a[:, :, idx]  # (C, D, L, S)
     v = v.view(C, L, D)
     if model.config.normalize:
@@ -32,7 +32,7 @@ def pair_distances(model: SyncNet, video: torch.Tensor, audio: torch.Tensor, chu
 
 def sync_loss(d: torch.Tensor, valid: torch.Tensor, weight: torch.Tensor, cfg: TrainConfig) -> tuple[torch.Tensor, dict]:
     S = d.shape[1]
-    shifts = torch.arange(S) - MAX_SHIFT
+    shifts = torch.arange(S, device=d.device) - MAX_SHIFT
     w = weight[:, None] * valid
     pos = d[:, MAX_SHIFT]
     wp = weight * valid[:, MAX_SHIFT]
@@ -55,7 +55,7 @@ def sync_loss(d: torch.Tensor, valid: torch.Tensor, weight: torch.Tensor, cfg: T
         # multi-way term: softmax over the shifts, target = no shift (shifts of 1..neg_min-1 columns ignored)
         ign = (shifts.abs() > 0) & (shifts.abs() < cfg.neg_min)
         logits = (-(d ** 2) / cfg.ce_temp).masked_fill(~valid | ign, -1e4)
-        ce = torch.nn.functional.cross_entropy(logits, torch.full((d.shape[0],), MAX_SHIFT), reduction="none")
+        ce = torch.nn.functional.cross_entropy(logits, torch.full((d.shape[0],), MAX_SHIFT, device=d.device), reduction="none")
         ce = (ce * wp).sum() / wp.sum().clamp_min(1)
         loss = loss + cfg.ce_weight * ce
         stats["ce"] = ce.item()

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -36,6 +35,7 @@ import torch
 
 from ..errors import TrainingDataError
 from ..model import SyncNet, SyncNetConfig, model_from_checkpoint, read_checkpoint, save_checkpoint
+from ..model.weights import export_weights  # noqa: F401  (named here by older imports)
 from .cache import clip_geometry, load_clip
 from .config import TrainConfig
 from .data import MAX_ALIGN, ClipData, WindowSampler, augment_audio, augment_video, list_cache, load_clips, mfcc_stats
@@ -101,6 +101,7 @@ class Trainer:
         self.names: dict[str, int] = {}
         self.clips: list[ClipData] = []
         stage, step = self._new_model() if ckpt is None else self._resumed_model(ckpt)
+        self.model.to(self.cfg.device)  # before the optimiser and the weight average are made from it
         self._load_data(ckpt)
         self._start_optimiser(ckpt)
         self._open_log()
@@ -138,7 +139,7 @@ class Trainer:
             if self.model.config.crop_geometry != geometries[0]:
                 raise TrainingDataError(f"{cfg.init} was trained on {self.model.config.crop_geometry!r} crops; the "
                                         f"cache holds {geometries[0]!r} ones")
-            self.pad_value = self.model.mfcc_mean.numpy().copy()
+            self.pad_value = self.model.mfcc_mean.cpu().numpy().copy()
             return 1, 0
         self.model = SyncNet(SyncNetConfig(width=cfg.width, audio_width=cfg.audio_width, embed_dim=cfg.embed_dim,
                                            mouth_px=cfg.mouth_px, cmn_cols=cfg.cmn_cols, cvn=bool(cfg.cvn),
@@ -152,7 +153,7 @@ class Trainer:
 
     def _resumed_model(self, ckpt: dict) -> tuple[int, int]:
         self.model = model_from_checkpoint(ckpt)
-        self.pad_value = self.model.mfcc_mean.numpy().copy()
+        self.pad_value = self.model.mfcc_mean.cpu().numpy().copy()
         return ckpt["extra"]["stage"], ckpt["extra"]["step"]
 
     def _load_data(self, ckpt: dict | None) -> None:
@@ -273,8 +274,10 @@ class Trainer:
             video = augment_video(b["video"], self.trng, cfg.augment, aspect=cfg.augment_aspect,
                                   blur=cfg.augment_blur)
             audio = augment_audio(b["audio"], self.trng, warp=cfg.augment_warp)
-            d = pair_distances(model, video, audio, cfg.chunk_len)
-            loss, st = sync_loss(d, b["valid"], b["weight"], cfg)
+            # augmented on the CPU (its generator keeps CPU runs reproducible), trained on cfg.device
+            dev = cfg.device
+            d = pair_distances(model, video.to(dev), audio.to(dev), cfg.chunk_len)
+            loss, st = sync_loss(d, b["valid"].to(dev), b["weight"].to(dev), cfg)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -437,12 +440,3 @@ class Trainer:
             save_checkpoint(self.model, live, half=False, meta=self._meta(stage, 0))
             self.log(f"  saved {live}")
 
-
-def export_weights(src: str | os.PathLike, dst: str | os.PathLike, metrics: dict | None = None) -> str:
-    """Write the shipping checkpoint (fp16 weights, metadata, no optimizer state)."""
-    ckpt = read_checkpoint(Path(src))
-    model = model_from_checkpoint(ckpt)
-    meta = dict(ckpt.get("meta", {}))
-    if metrics:
-        meta["metrics"] = metrics
-    return save_checkpoint(model, dst, half=True, meta=meta)
