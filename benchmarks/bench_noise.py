@@ -38,13 +38,13 @@ BABBLE = HERE.parent.parent / "shared" / "data" / "train" / "lrc_ar"
 SR = 16000
 
 
-def make_babble(seconds: float, streams: int = 4, seed: int = 0) -> np.ndarray:
-    """``streams`` people talking at once for ``seconds``: training clips' speech laid end to end
-    per stream, each clip scaled to the same RMS."""
+def make_babble(seconds: float, streams: int = 4, seed: int = 0, files: list[Path] | None = None) -> np.ndarray:
+    """``streams`` people talking at once for ``seconds``: clips' speech (default: the training
+    clips of ``BABBLE``) laid end to end per stream, each clip scaled to the same RMS."""
     from speakerid.media import read_audio
 
     rng = np.random.default_rng(seed)
-    files = sorted(BABBLE.glob("*.mp4"))
+    files = sorted(files) if files else sorted(BABBLE.glob("*.mp4"))
     n = int(seconds * SR)
     out = np.zeros(n, np.float64)
     for _ in range(streams):
@@ -151,11 +151,14 @@ def main(argv=None) -> int:
     ap.add_argument("--no-sync", action="store_true")
     ap.add_argument("--limit", type=int, default=0, help="only the first N sync clips")
     ap.add_argument("--model", help="SyncNet checkpoint (default: the packaged weights)")
+    ap.add_argument("--babble", nargs="+", type=Path, default=None,
+                    help="media files whose speech makes the babble (default: the lrc_ar training clips; "
+                         "a model trained with babble has heard those voices as noise)")
     ap.add_argument("--out", type=Path)
     a = ap.parse_args(argv)
     t0 = time.perf_counter()
-    babble = make_babble(60.0)
-    res: dict = {"snr_db": a.snr, "babble": f"{BABBLE.name}, 4 streams", "model": a.model or "packaged"}
+    babble = make_babble(60.0, files=a.babble)
+    res: dict = {"snr_db": a.snr, "babble": f"{len(a.babble)} files, 4 streams" if a.babble else f"{BABBLE.name}, 4 streams", "model": a.model or "packaged"}
     if not a.no_sync:
         rows = bench_sync(a.snr, babble, a.limit, a.model)
         res["sync"] = sync_table(rows)
