@@ -531,3 +531,15 @@ def test_a_packed_cache_unpacks_to_the_same_clips_and_trains(tmp_path):
     with pytest.raises(TrainingDataError, match="ends before"):
         unpack_cache(cut, tmp_path / "cut", log=lambda m: None)
     assert not list((tmp_path / "cut").rglob("*.npz"))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU")
+@pytest.mark.parametrize("device, words", [("cuda", "sees no CUDA GPU"), ("tpu0", "not a torch device"),
+                                           ("meta", "'cpu' or 'cuda' only")])
+def test_training_refuses_a_device_it_cannot_use_before_any_work(tmp_path, device, words):
+    from speakerid.errors import InvalidSettingError
+
+    cfg = TrainConfig(cache_dir=str(tmp_path / "none"), out_dir=str(tmp_path / "run"), device=device)
+    with pytest.raises(InvalidSettingError, match=words):
+        Trainer(cfg, log=lambda m: None)
+    assert not (tmp_path / "run").exists()

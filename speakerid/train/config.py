@@ -69,3 +69,20 @@ class TrainConfig:
     eval_every: int = 500
     rescan_every: int = 200
     groups: list[str] = field(default_factory=list)
+
+
+def check_device(name: str) -> None:
+    """Raise :class:`~speakerid.errors.InvalidSettingError` unless ``name`` is a device that
+    torch can train on here (before any work, not at the first step)."""
+    import torch
+
+    from ..errors import InvalidSettingError
+
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError) as e:
+        raise InvalidSettingError(f"device {name!r} is not a torch device ({e})") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InvalidSettingError(f"device {name!r}: torch {torch.__version__} sees no CUDA GPU on this machine")
+    if dev.type not in ("cpu", "cuda"):
+        raise InvalidSettingError(f"device {name!r}: training runs on 'cpu' or 'cuda' only")

@@ -37,7 +37,7 @@ from ..errors import TrainingDataError
 from ..model import SyncNet, SyncNetConfig, model_from_checkpoint, read_checkpoint, save_checkpoint
 from ..model.weights import export_weights  # noqa: F401  (named here by older imports)
 from .cache import clip_geometry, load_clip
-from .config import TrainConfig
+from .config import TrainConfig, check_device
 from .data import MAX_ALIGN, ClipData, WindowSampler, augment_audio, augment_video, list_cache, load_clips, mfcc_stats
 from .average import WeightAverage
 from .evaluate import evaluate
@@ -52,6 +52,7 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, log=None, stop_after: int | None = None):
         if not 0 <= cfg.align_cols <= MAX_ALIGN:
             raise ValueError(f"align_cols must be within 0..{MAX_ALIGN} MFCC columns, got {cfg.align_cols}")
+        check_device(cfg.device)
         self.cfg = cfg
         self._stop_after = stop_after  # for tests: checkpoint and stop after this many steps of a stage
         self.out = Path(cfg.out_dir)
