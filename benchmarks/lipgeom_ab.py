@@ -28,7 +28,7 @@ from calibrate_reliability import FINAL_GROUP, identity  # noqa: E402
 from lipgeom_extract import JAW, KEPT, LIPS_INNER, LIPS_OUTER  # noqa: E402
 
 from speakerid.evidence import window_distances  # noqa: E402
-from speakerid.features import COLS_PER_FRAME, SILENT_C0, WINDOW_COLS, WINDOW_FRAMES  # noqa: E402
+from speakerid.features import COLS_PER_FRAME, WINDOW_COLS, WINDOW_FRAMES  # noqa: E402
 from speakerid.model import Embedder, load_model  # noqa: E402
 from speakerid.train.evaluate import (CLIP_OFFSETS_MS, aggregate_offset, relative_accuracy,  # noqa: E402
                                       shift_mfcc, single_window_accuracy, video_embeddings)
@@ -73,16 +73,10 @@ class Clip:
         self.ok = ok
 
     def windows(self) -> np.ndarray:
-        n = min(self.ok.size - WINDOW_FRAMES + 1, (self.mfcc.shape[1] - WINDOW_COLS) // COLS_PER_FRAME + 1)
-        if n <= 0:
-            return np.zeros(0, np.int64)
-        c = np.concatenate([[0], np.cumsum(self.ok)])
-        allok = (c[WINDOW_FRAMES:WINDOW_FRAMES + n] - c[:n]) == WINDOW_FRAMES
-        same = self.shot[:n] == self.shot[WINDOW_FRAMES - 1:WINDOW_FRAMES - 1 + n]
-        silent = np.concatenate([[0], np.cumsum(self.mfcc[0] <= SILENT_C0)])
-        st = COLS_PER_FRAME * np.arange(n)
-        audio = (silent[st + WINDOW_COLS] - silent[st]) <= WINDOW_COLS // 2
-        return np.nonzero(allok & same & audio)[0].astype(np.int64)
+        """Starts of the windows the training cache would use, with "usable" = a face mesh here."""
+        from speakerid.train.cache import CachedClip, usable_windows
+
+        return usable_windows(CachedClip(self.path, None, self.ok, self.shot, self.mfcc, self.meta))
 
     def stacks(self, starts: np.ndarray) -> np.ndarray:
         return self.feat[starts[:, None] + np.arange(WINDOW_FRAMES)]  # (n, 5, F)
