@@ -17,7 +17,8 @@ CACHE=${2:-../speakerid-cache}   # outside the repository: ~1.4 GB of crops
 OUT=${3:-../speakerid-runs}
 RESUME=${RESUME:-}
 WORKERS=${WORKERS:-2} python -m speakerid.train.cache "$DATA" "$CACHE" \
-    train/grid_s1 train/ro_tedx train/misc train/unverified train/lrc_ar eval --crop-geometry stable
+    train/grid_s1 train/ro_tedx train/misc train/unverified train/lrc_ar eval --crop-geometry stable \
+    --detector centerface
 speakerid train --cache "$CACHE" --out "$OUT" --seed 0 --threads 1 \
     --width 16 --audio-width 20 --embed-dim 256 --chunks 12 --chunk-len 10 \
     --mouth-px 75 --cmn-cols 301 --steps1 5000 --steps2 1000 --lr1 1e-3 --lr2 3e-4 --margin 1.2 --neg-min 3 \

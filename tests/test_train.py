@@ -507,7 +507,11 @@ def test_a_packed_cache_unpacks_to_the_same_clips_and_trains(tmp_path):
 
     src = tmp_path / "cache"
     preprocess_clip(GRID_CLIP, src / "train" / "grid" / "a.npz", {"group": "grid"}, crop_geometry="stable")
-    preprocess_clip(GRID_CLIP, src / "eval" / "a.npz", {"group": "eval"}, crop_geometry="stable")
+    preprocess_clip(GRID_CLIP, src / "eval" / "a.npz", {"group": "eval"}, crop_geometry="stable",
+                    detector="retinaface")
+    # the cache records its detector: centerface unless asked (the shipped weights' cache)
+    assert load_clip(src / "train" / "grid" / "a.npz").meta["detector"] == "centerface"
+    assert load_clip(src / "eval" / "a.npz").meta["detector"] == "retinaface"
     packed = tmp_path / "cache.pack.npz"
     r = pack_cache(src, packed, log=lambda m: None)
     assert r["clips"] == 2 and r["video_frames"] > 100 and r["bytes"] < 0.1 * r["video_frames"] * 111 * 111
