@@ -6,8 +6,8 @@ the whole training set. Packed, the crops of the usable frames become one graysc
 inside what the training's augmentation does to a crop) and the MFCC float16; the rest (which frames
 are usable, shots, metadata) is kept as it is. ``unpack`` writes the cache back, clip by clip,
 and decodes with OpenCV alone, so it runs where PyAV is not installed. The whole training set
-and the eval clips (2,605 clips, 112,441 usable crops) pack into about 47 MB: with the
-repository, within what a lent GPU machine takes (64 MiB).
+and the eval clips (2,605 clips, 105,285 usable crops) pack into 42.2 MiB: with the repository,
+within what a lent GPU machine takes (64 MiB).
 
     python -m speakerid.train.pack pack CACHE cache.pack.npz
     python -m speakerid.train.pack unpack cache.pack.npz CACHE2
