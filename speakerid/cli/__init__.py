@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         return e.exit_code
     except KeyboardInterrupt:
         # partial files are removed on the way out; say exactly what is in place
-        done = outputs_written()[before:]
+        done = list(dict.fromkeys(outputs_written()[before:]))  # a checkpoint rewritten is one file
         print("speakerid: interrupted; " + (f"written before the interrupt: {', '.join(done)}" if done
                                             else "no output was written"), file=sys.stderr)
         return 130
