@@ -151,7 +151,7 @@ def _work(args):
 def main(argv=None):
     from concurrent.futures import ProcessPoolExecutor
 
-    from speakerid.train.cache import _manifest
+    from speakerid.train.cache import clips_to_cache
 
     p = argparse.ArgumentParser()
     p.add_argument("data_root")
@@ -161,19 +161,10 @@ def main(argv=None):
     p.add_argument("--workers", type=int, default=2)
     a = p.parse_args(argv)
     root, cache = Path(a.data_root), Path(a.cache_dir)
-    manifest = _manifest(root)
     jobs = []
-    for sub in a.subdirs:
-        for v in sorted((root / sub).rglob("*.mp4")):
-            rel = v.relative_to(root).as_posix()
-            group = rel.split("/")[1] if rel.startswith("train/") else rel.split("/")[0]
-            out = cache / Path(rel).with_suffix(".npz")
-            if out.exists():
-                continue
-            out.parent.mkdir(parents=True, exist_ok=True)
-            row = manifest.get(rel, {})
-            jobs.append((str(v), str(out), {"group": group, "file": rel, "identity": row.get("identity", "")},
-                         a.tflite))
+    for v, out, meta in clips_to_cache(root, a.subdirs, cache):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        jobs.append((str(v), str(out), meta, a.tflite))
     print(f"meshing {len(jobs)} clips with {a.workers} workers → {cache}", flush=True)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     t0 = time.time()

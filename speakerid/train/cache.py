@@ -135,26 +135,34 @@ def _work(args):
     return r
 
 
+def clips_to_cache(data_root: str | os.PathLike, subdirs: list[str], cache_dir: str | os.PathLike):
+    """``(video, cache file, meta)`` of every clip under ``data_root/<subdir>`` whose cache file
+    is not written yet; meta: its group (the folder under train/, or the split), file, and the
+    manifest's identity and licence."""
+    data_root, cache_dir = Path(data_root), Path(cache_dir)
+    manifest = _manifest(data_root)
+    for sub in subdirs:
+        for v in sorted((data_root / sub).rglob("*.mp4")):
+            rel = v.relative_to(data_root).as_posix()
+            out = cache_dir / Path(rel).with_suffix(".npz")
+            if out.exists():
+                continue
+            row = manifest.get(rel, {})
+            group = rel.split("/")[1] if rel.startswith("train/") else rel.split("/")[0]
+            yield v, out, {"group": group, "file": rel, "identity": row.get("identity", ""),
+                           "license": row.get("license", "")}
+
+
 def build_cache(data_root: str | os.PathLike, subdirs: list[str], cache_dir: str | os.PathLike,
                 workers: int = 2, log=print, crop_geometry: str = DEFAULT_CROP_GEOMETRY,
                 detector: str = CACHE_DETECTOR) -> list[dict]:
     """Preprocess every clip under ``data_root/<subdir>`` (skipping ones already cached)."""
     from concurrent.futures import ProcessPoolExecutor
 
-    data_root, cache_dir = Path(data_root), Path(cache_dir)
-    manifest = _manifest(data_root)
-    jobs = []
-    for sub in subdirs:
-        for v in sorted((data_root / sub).rglob("*.mp4")):
-            rel = v.relative_to(data_root).as_posix()
-            group = rel.split("/")[1] if rel.startswith("train/") else rel.split("/")[0]
-            out = cache_dir / Path(rel).with_suffix(".npz")
-            if out.exists():
-                continue
-            row = manifest.get(rel, {})
-            meta = {"group": group, "file": rel, "identity": row.get("identity", ""), "license": row.get("license", "")}
-            # the cores shared out: workers with a detector each on every core ran ~10× slower
-            jobs.append((str(v), str(out), meta, crop_geometry, max(1, (os.cpu_count() or 1) // workers), detector))
+    # the cores shared out: workers with a detector each on every core ran ~10× slower
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    jobs = [(str(v), str(out), meta, crop_geometry, threads, detector)
+            for v, out, meta in clips_to_cache(data_root, subdirs, cache_dir)]
     log(f"preprocessing {len(jobs)} clips with {workers} workers → {cache_dir}")
     results = []
     os.environ.setdefault("OMP_NUM_THREADS", "1")

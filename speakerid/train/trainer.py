@@ -140,7 +140,7 @@ class Trainer:
             if self.model.config.crop_geometry != geometries[0]:
                 raise TrainingDataError(f"{cfg.init} was trained on {self.model.config.crop_geometry!r} crops; the "
                                         f"cache holds {geometries[0]!r} ones")
-            self.pad_value = self.model.mfcc_mean.cpu().numpy().copy()
+            self.pad_value = self.model.mfcc_mean.numpy().copy()
             return 1, 0
         self.model = SyncNet(SyncNetConfig(width=cfg.width, audio_width=cfg.audio_width, embed_dim=cfg.embed_dim,
                                            mouth_px=cfg.mouth_px, cmn_cols=cfg.cmn_cols, cvn=bool(cfg.cvn),
@@ -154,7 +154,7 @@ class Trainer:
 
     def _resumed_model(self, ckpt: dict) -> tuple[int, int]:
         self.model = model_from_checkpoint(ckpt)
-        self.pad_value = self.model.mfcc_mean.cpu().numpy().copy()
+        self.pad_value = self.model.mfcc_mean.numpy().copy()
         return ckpt["extra"]["stage"], ckpt["extra"]["step"]
 
     def _load_data(self, ckpt: dict | None) -> None:
