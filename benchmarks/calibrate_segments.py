@@ -20,9 +20,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 
-def segment_truth(res, lab) -> list[tuple[float, bool, float]]:
-    """(probability, right, seconds) per speaking segment: right when the track's tile is labelled
-    speaking in at least half of the segment's frames."""
+def segment_truth(res, lab) -> list[tuple[float, bool, float, float]]:
+    """(probability, right, seconds, mean posterior) per speaking segment: right when the track's
+    tile is labelled speaking in at least half of the segment's frames. The mean posterior is
+    the uncalibrated figure (results made before segments carried it give their probability)."""
     frames = lab["frames"]
     tiles = np.array([[t["box"] for t in fr] for fr in frames], np.float64)
     truth = np.array([[t["speaking"] for t in fr] for fr in frames], bool)
@@ -41,7 +42,9 @@ def segment_truth(res, lab) -> list[tuple[float, bool, float]]:
         inside = (cx[:, None] >= tb[:, :, 0]) & (cx[:, None] < tb[:, :, 0] + tb[:, :, 2]) & \
                  (cy[:, None] >= tb[:, :, 1]) & (cy[:, None] < tb[:, :, 1] + tb[:, :, 3])
         speaking = (inside & truth[fs]).any(1)
-        out.append((float(sg.probability), bool(speaking.mean() >= 0.5), float(sg.end - sg.start)))
+        raw = getattr(sg, "mean_posterior", None)
+        out.append((float(sg.probability), bool(speaking.mean() >= 0.5), float(sg.end - sg.start),
+                    float(sg.probability if raw is None else raw)))
     return out
 
 
@@ -70,7 +73,7 @@ def main(argv=None) -> int:
                 audio = read_audio(d / name, video_start_s=fa.info.video_start_s)
             segs += segment_truth(score_faces(fa, audio, model), lab)
         rows[d.name] = segs
-    bins = [0.5, 0.7, 0.8, 0.9, 0.95, 1.0001]
+    bins = [0.0, 0.5, 0.7, 0.8, 0.9, 0.95, 1.0001]
     report = {}
     for name, segs in rows.items():
         p = np.array([s[0] for s in segs])

@@ -125,7 +125,9 @@ def test_segment_duration_and_json_types():
 def test_offscreen_voice_and_segment_probabilities_in_json_and_rttm(tmp_path):
     """Speech that no face is labelled for, 0.5 s or longer, is an off-screen voice: its own
     segments (track OFFSCREEN, RTTM speaker ``offscreen``), each with the turn model's probability
-    that nobody visible speaks; every face segment carries its mean speaking probability."""
+    that nobody visible speaks; every face segment carries its mean speaking posterior and the
+    calibrated probability made from it and the segment's length."""
+    from speakerid.reliability import segment_probability
     from speakerid.speakers import OFFSCREEN
 
     fps, n = 25.0, 100
@@ -142,20 +144,38 @@ def test_offscreen_voice_and_segment_probabilities_in_json_and_rttm(tmp_path):
                       decoder="hmm", threshold=0.5)
     r.relabel()
     assert [(s.track, s.start, s.end) for s in r.segments] == [(2, 0.4, 1.6)]
-    assert r.segments[0].probability == pytest.approx(0.9, abs=1e-6)
+    assert r.segments[0].mean_posterior == pytest.approx(0.9, abs=1e-6)
+    assert r.segments[0].probability == pytest.approx(segment_probability(0.9, 1.2))
+    assert 0.5 < r.segments[0].probability < 0.9  # a 1.2 s segment at 0.9 is worth less than 0.9
     assert [(s.track, s.start, s.end) for s in r.offscreen] == [(OFFSCREEN, 2.0, 3.2)]
     assert r.offscreen[0].probability == pytest.approx(1.0)
     lines = r.rttm_lines()
     assert [ln.split()[7] for ln in lines] == ["face2", "offscreen"]
     back = SpeakerResult.from_dict(json.loads(json.dumps(r.to_dict())))
     assert [s.to_dict() for s in back.offscreen] == [s.to_dict() for s in r.offscreen]
-    assert back.segments[0].probability == pytest.approx(0.9, abs=1e-3)
+    assert back.segments[0].probability == pytest.approx(r.segments[0].probability, abs=1e-3)
+    assert back.segments[0].mean_posterior == pytest.approx(0.9, abs=1e-3)
     p = r.to_rttm(tmp_path / "v.rttm")
     assert [(u, s.track) for u, s in read_rttm(p)] == [("v", 2), ("v", OFFSCREEN)]
     # the threshold rule's scores are not probabilities: no probability, no off-screen one either
     r.decoder = "threshold"
     r.relabel(0.5)
     assert r.segments[0].probability is None and r.offscreen[0].probability is None
+    assert r.segments[0].mean_posterior is None
+
+
+def test_segment_probability_rises_with_the_posterior_and_the_length():
+    """The calibrated segment probability: in (0, 1), higher for a higher mean posterior and for
+    a longer segment, below the posterior for short segments; NaN in, NaN out."""
+    from speakerid.reliability import segment_probability
+
+    ps = [segment_probability(m, 1.0) for m in (0.5, 0.7, 0.9, 0.99)]
+    assert all(0.0 < p < 1.0 for p in ps) and ps == sorted(ps)
+    ls = [segment_probability(0.95, s) for s in (0.2, 0.5, 1.0, 3.0, 10.0)]
+    assert ls == sorted(ls) and ls[0] < 0.5 < ls[-1]
+    assert segment_probability(0.95, 0.4) < 0.95
+    assert math.isnan(segment_probability(float("nan"), 1.0))
+    assert 0.0 < segment_probability(1.0, 0.0) < 1.0  # clipped, no infinities
 
 
 def test_speech_is_what_stands_above_the_files_quiet_level():

@@ -141,7 +141,7 @@ def offscreen_segments(tracks: list, speech: np.ndarray, source_times: np.ndarra
     return out
 
 
-def segment_probability(track, first: int, last: int) -> float:
+def mean_posterior(track, first: int, last: int) -> float:
     """A face's mean speaking probability over its source frames ``first..last`` (the turn model's
     scores are probabilities)."""
     f = np.asarray(track.frames, np.int64)

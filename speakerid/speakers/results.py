@@ -19,7 +19,8 @@ import numpy as np
 
 from ..options import DECODER_DEFAULTS, SpeakerOptions
 from ..outputs import write_text
-from .labels import (MIN_SEGMENT_S, label_tracks, nobody_probability, offscreen_segments, segment_probability,
+from ..reliability import segment_probability
+from .labels import (MIN_SEGMENT_S, label_tracks, mean_posterior, nobody_probability, offscreen_segments,
                      speaking_segments)
 
 CSV_FIELDS = ["track", "frame", "time_s", "x", "y", "w", "h", "score", "speaking"]
@@ -40,9 +41,14 @@ class Segment:
     start: float
     end: float
     probability: float | None = None
-    """With the turn model: the face's mean probability of speaking over the segment (for an
-    off-screen voice, the probability that no visible face speaks); None with the threshold rule,
-    whose scores are not probabilities."""
+    """With the turn model: the calibrated probability that the face really speaks in this
+    segment, from its mean speaking posterior and its length
+    (:func:`speakerid.reliability.segment_probability`); for an off-screen voice, the turn
+    model's probability that no visible face speaks (not calibrated). None with the threshold
+    rule, whose scores are not probabilities."""
+    mean_posterior: float | None = None
+    """With the turn model: the face's mean speaking posterior over the segment, before
+    calibration (None for an off-screen voice and with the threshold rule)."""
 
     @property
     def duration(self) -> float:
@@ -52,11 +58,20 @@ class Segment:
         d = {"track": int(self.track), "start": round(float(self.start), 3), "end": round(float(self.end), 3)}
         if self.probability is not None and math.isfinite(self.probability):
             d["probability"] = round(float(self.probability), 3)
+        if self.mean_posterior is not None and math.isfinite(self.mean_posterior):
+            d["mean_posterior"] = round(float(self.mean_posterior), 3)
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> Segment:
-        return cls(int(d.get("track", OFFSCREEN)), float(d["start"]), float(d["end"]), d.get("probability"))
+        return cls(int(d.get("track", OFFSCREEN)), float(d["start"]), float(d["end"]), d.get("probability"),
+                   d.get("mean_posterior"))
+
+
+def _face_segment(track, start: float, end: float, first: int, last: int) -> Segment:
+    """A face's speaking segment with its mean posterior and its calibrated probability."""
+    m = mean_posterior(track, first, last)
+    return Segment(track.id, start, end, segment_probability(m, end - start), m)
 
 
 @dataclass
@@ -168,7 +183,7 @@ class SpeakerResult:
                            else np.arange(self.num_frames) / (self.fps or 25.0), np.float64)
         hmm = self.decoder == "hmm"
         by_id = {t.id: t for t in self.tracks}
-        self.segments = [Segment(t, a, b, segment_probability(by_id[t], f0, f1) if hmm else None)
+        self.segments = [_face_segment(by_id[t], a, b, f0, f1) if hmm else Segment(t, a, b)
                          for t, a, b, f0, f1 in speaking_segments(self.tracks, times, self.fps)]
         if self.speech is not None and times.size:
             nobody = nobody_probability(self.tracks, self.num_frames, self.exclusive) if hmm else None
