@@ -117,7 +117,7 @@ def sync_table(rows: list[dict]) -> list[dict]:
     return out
 
 
-def bench_asd(snrs, babble, sets: list[Path], model_path=None) -> list[dict]:
+def bench_asd(snrs, babble, sets: list[Path], model_path=None, **settings) -> list[dict]:
     from speakerid.faces import analyze_faces
     from speakerid.media import read_audio
     from speakerid.model import load_model
@@ -134,7 +134,7 @@ def bench_asd(snrs, babble, sets: list[Path], model_path=None) -> list[dict]:
         for snr in snrs:
             per, rep = [], []
             for fa, audio, lab, i in items:
-                res = score_faces(fa, mix(audio, babble, snr, at=i * 7919), model)
+                res = score_faces(fa, mix(audio, babble, snr, at=i * 7919), model, **settings)
                 per.append(match_item(res, lab["frames"]))
                 rep.append(reported_offscreen(res, len(lab["frames"])))
             m = metrics(per)
@@ -154,11 +154,14 @@ def main(argv=None) -> int:
     ap.add_argument("--babble", nargs="+", type=Path, default=None,
                     help="media files whose speech makes the babble (default: the lrc_ar training clips; "
                          "a model trained with babble has heard those voices as noise)")
+    ap.add_argument("--fixed-smooth", action="store_true",
+                    help="speakers: keep the score averaging at its default width in noise (the library's --fixed-smooth)")
     ap.add_argument("--out", type=Path)
     a = ap.parse_args(argv)
     t0 = time.perf_counter()
     babble = make_babble(60.0, files=a.babble)
-    res: dict = {"snr_db": a.snr, "babble": f"{len(a.babble)} files, 4 streams" if a.babble else f"{BABBLE.name}, 4 streams", "model": a.model or "packaged"}
+    res: dict = {"snr_db": a.snr, "babble": f"{len(a.babble)} files, 4 streams" if a.babble else f"{BABBLE.name}, 4 streams", "model": a.model or "packaged",
+                 "noise_smoothing": not a.fixed_smooth}
     if not a.no_sync:
         rows = bench_sync(a.snr, babble, a.limit, a.model)
         res["sync"] = sync_table(rows)
@@ -170,7 +173,7 @@ def main(argv=None) -> int:
             print(f"| {r['group']} | {r['snr']:g} | {r['clips']} | {r['rel_40']:.3f} | {r['wrong_peaks']} | "
                   f"{r['wrong_marked_reliable']} | {r['reliable']:.3f} | {rr} |")
     if a.asd:
-        res["asd"] = bench_asd(a.snr, babble, a.asd, a.model)
+        res["asd"] = bench_asd(a.snr, babble, a.asd, a.model, noise_smoothing=not a.fixed_smooth)
         print("\n| set | SNR dB | AP | F1 | top-1 | off-screen voice frames reported |")
         print("|---|---|---|---|---|---|")
         for r in res["asd"]:

@@ -48,14 +48,25 @@ def segment_truth(res, lab) -> list[tuple[float, bool, float, float]]:
     return out
 
 
+def composite_inputs(d: Path, name: str, model, faces_cache: Path | None):
+    """(face analysis, audio) of one composite: from bench_asd.py's cache when it holds it."""
+    from speakerid.faces import analyze_faces
+    from speakerid.media import read_audio
+
+    cached = faces_cache / d.name / f"{name}.d3.stable.pkl" if faces_cache else None
+    if cached is not None and cached.exists():
+        fa, audio, _ = pickle.loads(cached.read_bytes())
+        return fa, audio
+    fa = analyze_faces(d / name, crop_geometry=model.config.crop_geometry)
+    return fa, read_audio(d / name, video_start_s=fa.info.video_start_s)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("sets", nargs="+", type=Path)
     ap.add_argument("--faces-cache", type=Path, help="bench_asd.py's cache of face analyses (one folder per set)")
     ap.add_argument("--out", type=Path)
     a = ap.parse_args(argv)
-    from speakerid.faces import analyze_faces
-    from speakerid.media import read_audio
     from speakerid.model import load_model
     from speakerid.speakers import score_faces
 
@@ -65,12 +76,7 @@ def main(argv=None) -> int:
         labels = json.loads((d / "labels.json").read_text())["items"]
         segs = []
         for name, lab in sorted(labels.items()):
-            cached = a.faces_cache / d.name / f"{name}.d3.stable.pkl" if a.faces_cache else None
-            if cached is not None and cached.exists():
-                fa, audio, _ = pickle.loads(cached.read_bytes())
-            else:
-                fa = analyze_faces(d / name, crop_geometry=model.config.crop_geometry)
-                audio = read_audio(d / name, video_start_s=fa.info.video_start_s)
+            fa, audio = composite_inputs(d, name, model, a.faces_cache)
             segs += segment_truth(score_faces(fa, audio, model), lab)
         rows[d.name] = segs
     bins = [0.0, 0.5, 0.7, 0.8, 0.9, 0.95, 1.0001]

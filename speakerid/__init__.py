@@ -5,7 +5,7 @@ video (a sound is heard before the mouth makes it); positive = the audio lags.
 """
 from __future__ import annotations
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from .errors import (  # noqa: E402
     CorruptMediaError,

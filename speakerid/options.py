@@ -112,6 +112,11 @@ class SpeakerOptions:
                                          "decoder, 1.5 with threshold)")
     smooth_frames: int | None = _opt(None, "average scores over this many 25 fps frames (default 25 with the hmm "
                                            "decoder, 50 with threshold)", flag="--smooth", metavar="FRAMES")
+    noise_smoothing: bool = _opt(True, "keep the score averaging at its default width in noisy audio (default: "
+                                       "with the hmm decoder and no --smooth, widen it up to 75 frames as the "
+                                       "background gets louder)", flag="--fixed-smooth", invert=True)
+    """With the hmm decoder and ``smooth_frames`` unset: average the scores over up to 3 s as the
+    audio gets noisier (:mod:`speakerid.speakers.noise`)."""
     max_shift_frames: int = _opt(1, "how far (40 ms frames) a face's audio offset may differ from the video's",
                                  flag="--max-shift", metavar="FRAMES")
     search_frames: int = _opt(25, "shift range (± 40 ms frames) over which distances are compared", cli=False)

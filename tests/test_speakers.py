@@ -501,3 +501,54 @@ def test_notebook_runs_headless():
     images = sum(1 for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
                  if "image/png" in o.get("data", {}))
     assert images >= 3  # timelines, offset profiles, annotated frames
+
+
+def test_noise_is_read_from_the_audio_energy_spread_the_same_in_any_pieces():
+    """The background's loudness: 10 ms frame energies counted from sample 0 (any cut into
+    pieces gives the same), their 90th less 10th percentile; speech with pauses spreads wide,
+    the same with a loud background does not; the width grows from the default to 75 frames."""
+    from speakerid.speakers.noise import (CLEAN_SPREAD_DB, NOISY_SMOOTH_FRAMES, NOISY_SPREAD_DB, FrameEnergyTap,
+                                          energy_spread_db, smooth_frames_for)
+
+    rng = np.random.default_rng(0)
+    t = np.arange(4 * 16000) / 16000
+    bursts = 0.3 * np.sin(2 * np.pi * 220 * t) * (np.sin(2 * np.pi * 0.75 * t) > 0)  # on/off "turns"
+    clean = bursts + 1e-4 * rng.standard_normal(t.size)
+    noisy = bursts + 0.15 * rng.standard_normal(t.size)
+    whole = FrameEnergyTap([clean])
+    assert sum(p.size for p in whole) == clean.size
+    cut = FrameEnergyTap(clean[i:i + 777] for i in range(0, clean.size, 777))
+    assert [p.size for p in cut][0] == 777
+    np.testing.assert_array_equal(cut.energies_db, whole.energies_db)
+    assert whole.energies_db.size == clean.size // 160
+    noisy_tap = FrameEnergyTap([noisy])
+    list(noisy_tap)
+    assert energy_spread_db(whole.energies_db) > 40 > CLEAN_SPREAD_DB
+    assert energy_spread_db(noisy_tap.energies_db) < NOISY_SPREAD_DB
+    assert energy_spread_db(np.zeros(10)) == float("inf")  # too little audio to say
+    assert smooth_frames_for(float("inf"), 25) == smooth_frames_for(CLEAN_SPREAD_DB, 25) == 25
+    assert smooth_frames_for(NOISY_SPREAD_DB, 25) == smooth_frames_for(0.0, 25) == NOISY_SMOOTH_FRAMES
+    assert smooth_frames_for((CLEAN_SPREAD_DB + NOISY_SPREAD_DB) / 2, 25) == 50
+    assert smooth_frames_for(0.0, 80) == 80  # never narrower than asked
+
+
+def test_scores_are_averaged_longer_in_noisy_audio_unless_told_otherwise(clip30):
+    """Loud noise over the example widens the averaging (the result says by how much); a width
+    that was set, the option turned off, or the threshold decoder keep their width; the clean
+    example keeps the default."""
+    from speakerid.faces import analyze_faces
+    from speakerid.model import load_model
+
+    net = load_model(MODEL)
+    analysis = analyze_faces(clip30)
+    audio = read_audio(clip30, video_start_s=probe(clip30).video_start_s)
+    rms = float(np.sqrt(np.mean(audio.astype(np.float64) ** 2)))
+    noisy = (audio + 2.0 * rms * np.random.default_rng(1).standard_normal(audio.size)).astype(np.float32)
+    clean = score_faces(analysis, audio, net)
+    assert clean.smooth_frames == 25 and clean.diagnostics["energy_spread_db"] > 18
+    loud = score_faces(analysis, noisy, net)
+    assert loud.diagnostics["energy_spread_db"] < 10 and loud.smooth_frames == 75
+    assert SpeakerResult.from_dict(json.loads(json.dumps(loud.to_dict()))).smooth_frames == 75
+    assert score_faces(analysis, noisy, net, noise_smoothing=False).smooth_frames == 25
+    assert score_faces(analysis, noisy, net, smooth_frames=30).smooth_frames == 30
+    assert score_faces(analysis, noisy, net, decoder="threshold").smooth_frames == 50

@@ -11,7 +11,9 @@ Steps (all on the 25 fps model timeline, then mapped to the source's own frames)
    ±``OWN_OFFSET_MS`` (a face heard with an offset of its own, as when recordings with different
    offsets are edited together).
 3. **Score.** Per window: ``c`` at the track's shift (mean over ±20 ms around it), averaged over
-   ``smooth_frames`` frames (triangle-weighted) to ride over blinks, blur and short pauses.
+   ``smooth_frames`` frames (triangle-weighted) to ride over blinks, blur and short pauses;
+   with the turn model and no width set, wider (up to 3 s) the noisier the audio
+   (:mod:`.noise`).
 4. **Calibration.** The same smoothed statistic at shifts far from the track's (mismatched
    audio) is the null: how large the score gets by chance in *this* video, with *this* model.
    The score is ``(smoothed − null mean) / null std``, a z-score.
@@ -41,6 +43,7 @@ from ..rowstore import RowStore, StoredRows
 from ..smoothing import triangle_nanmean
 from ..timebase import COLS_PER_FRAME, MFCC_RATE, MS_PER_COL, VIDEO_FPS, WINDOW_COLS, WINDOW_FRAMES
 from .labels import compete, speech_columns, speech_frames
+from .noise import FrameEnergyTap, energy_spread_db, smooth_frames_for
 from .results import SpeakerResult, SpeakerTrack
 
 SHIFT_STEP_COLS = 2
@@ -235,15 +238,18 @@ def score_faces(analysis, audio: np.ndarray | Iterable[np.ndarray], model, optio
     energy: list[np.ndarray] = []  # c0 of every 10 ms column (4 bytes each): what is speech
     # every SHIFT_STEP_COLS-th audio window, float16 rows on disk: neither the signal, the MFCC
     # nor the embeddings are ever held whole (a caller's array is freed with the pieces)
-    audio_emb, n_cols = emb.stored_sequence(_energy_tap(iter_mfcc([audio] if isinstance(audio, np.ndarray) else audio),
-                                                        energy), step=SHIFT_STEP_COLS, dtype=np.float16, chunk=BLOCK_ROWS)
+    loudness = FrameEnergyTap([audio] if isinstance(audio, np.ndarray) else audio)
+    audio_emb, n_cols = emb.stored_sequence(_energy_tap(iter_mfcc(loudness), energy), step=SHIFT_STEP_COLS,
+                                            dtype=np.float16, chunk=BLOCK_ROWS)
     del audio
+    diag: dict[str, Any] = {}
+    smooth_frames = result.smooth_frames = _smoothing(opts, smooth_frames, loudness, diag)
     result.speech = speech_frames(speech_columns(np.concatenate(energy) if energy else np.zeros(0)),
                                   np.asarray(tl.source_times, np.float64))
     require_span(analysis.info.path, min(tl.num_model_frames / VIDEO_FPS, n_cols / MFCC_RATE),
                  opts.search_frames * 1000.0 / VIDEO_FPS, doing=SCORING)
     prof = _profiles(analysis.tracks, audio_emb, n_cols, shifts, emb, opts, progress)
-    diag: dict[str, Any] = {"shifts_ms": shifts * MS_PER_COL, "profiles": {}, "window_scores": {}, "null": None}
+    diag.update({"shifts_ms": shifts * MS_PER_COL, "profiles": {}, "window_scores": {}, "null": None})
     result.diagnostics = diag
     if not prof.tracks:
         result.tracks = [_unscored(t) for t in analysis.tracks]
@@ -273,6 +279,15 @@ def score_faces(analysis, audio: np.ndarray | Iterable[np.ndarray], model, optio
     result.tracks = out
     result.relabel(threshold, exclusive=opts.exclusive)
     return result
+
+
+def _smoothing(opts: SpeakerOptions, default: int, loudness: FrameEnergyTap, diag: dict[str, Any]) -> int:
+    """The averaging width: wider in noisy audio (:mod:`.noise`), unless set or turned off."""
+    spread = energy_spread_db(loudness.energies_db)
+    diag["energy_spread_db"] = spread
+    if opts.noise_smoothing and opts.smooth_frames is None and opts.decoder == "hmm":
+        return smooth_frames_for(spread, default)
+    return default
 
 
 def _energy_tap(blocks, energy: list):
