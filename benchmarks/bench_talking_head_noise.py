@@ -9,7 +9,7 @@ frames) on the clean audio. Per SNR, over all clips: the share of voiced frames 
 face is labelled speaking (what the user sees), the share of unvoiced frames labelled speaking,
 and the mean reported audio offset's distance from the clean one.
 
-    python benchmarks/bench_talking_head_noise.py [--group final] [--babble FILE...] [--snr inf 10 5 0 -5] [--out F.json]
+    python benchmarks/bench_talking_head_noise.py [--group final] [--babble FILE...] [--snr inf 10 5 0 -5] [--fixed-smooth] [--out F.json]
 
 (needs webrtcvad; ``--babble`` defaults to the lrc_ar training clips: pass the tuning group's
 clips to judge the final group with voices no model and no setting has met.)
@@ -56,6 +56,7 @@ def main(argv=None) -> int:
     ap.add_argument("--babble", nargs="+", type=Path, default=None)
     ap.add_argument("--snr", nargs="+", type=float, default=[math.inf, 10.0, 5.0, 0.0, -5.0])
     ap.add_argument("--model", help="SyncNet checkpoint (default: the packaged weights)")
+    ap.add_argument("--fixed-smooth", action="store_true", help="keep the score averaging fixed in noise (--fixed-smooth)")
     ap.add_argument("--out", type=Path)
     a = ap.parse_args(argv)
     from speakerid.faces import analyze_faces
@@ -74,7 +75,7 @@ def main(argv=None) -> int:
         audio = read_audio(video, video_start_s=fa.info.video_start_s)
         clean_offset = None
         for snr in a.snr:
-            res = score_faces(fa, mix(audio, babble, snr, at=i * 7919), model)
+            res = score_faces(fa, mix(audio, babble, snr, at=i * 7919), model, noise_smoothing=not a.fixed_smooth)
             times = np.asarray(res.frame_times, np.float64)
             voiced = voiced_frames(audio, times)
             labelled = np.zeros(res.num_frames, bool)
@@ -111,7 +112,8 @@ def main(argv=None) -> int:
     print(f"\n{time.perf_counter() - t0:.0f} s")
     if a.out:
         a.out.write_text(json.dumps({"group": a.group, "babble": [str(p) for p in a.babble] if a.babble else "lrc_ar",
-                                     "model": a.model or "packaged", "table": table, "rows": rows}, indent=1,
+                                     "model": a.model or "packaged",
+                                     "noise_smoothing": not a.fixed_smooth, "table": table, "rows": rows}, indent=1,
                                     default=lambda v: None if isinstance(v, float) and math.isinf(v) else v))
     return 0
 
