@@ -31,6 +31,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from bench_noise import make_babble  # noqa: E402
+from calibrate_reliability import fit_logistic  # noqa: E402
 from calibrate_segments import segment_truth  # noqa: E402
 from sweep_noise_bias import scored  # noqa: E402
 
@@ -51,23 +52,18 @@ def rows(conds: dict) -> list[dict]:
 def features(r: list[dict]) -> np.ndarray:
     p = np.clip(np.array([x["p"] for x in r]), EPS, 1 - EPS)
     sec = np.array([x["seconds"] for x in r])
-    return np.stack([np.ones(p.size), np.log(p / (1 - p)), np.log(np.maximum(sec, 0.04))], 1)
+    return np.stack([np.log(p / (1 - p)), np.log(np.maximum(sec, 0.04))], 1)
 
 
-def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-3, iters: int = 100) -> np.ndarray:
-    """Newton's method on the mean log-loss with a small ridge (the intercept is not shrunk)."""
-    w = np.zeros(x.shape[1])
-    reg = np.full(x.shape[1], l2)
-    reg[0] = 0.0
-    for _ in range(iters):
-        q = 1 / (1 + np.exp(-(x @ w)))
-        g = x.T @ (q - y) / y.size + reg * w
-        h = (x * (q * (1 - q))[:, None]).T @ x / y.size + np.diag(reg)
-        step = np.linalg.solve(h, g)
-        w -= step
-        if np.max(np.abs(step)) < 1e-9:
-            break
-    return w
+def fit(r: list[dict]) -> np.ndarray:
+    """[bias, logit(p), log(seconds)] by ``calibrate_reliability.fit_logistic``, with a ridge of
+    1e-3 per segment on the weights (the intercept is not shrunk)."""
+    y = np.array([x["right"] for x in r], float)
+    return fit_logistic(features(r), y, l2=1e-3 * y.size, iters=100)
+
+
+def predict(r: list[dict], w: np.ndarray) -> np.ndarray:
+    return 1 / (1 + np.exp(-(w[0] + features(r) @ w[1:])))
 
 
 def calibration(p: np.ndarray, y: np.ndarray) -> dict:
@@ -80,7 +76,7 @@ def calibration(p: np.ndarray, y: np.ndarray) -> dict:
 def report(r: list[dict], w: np.ndarray) -> dict:
     y = np.array([x["right"] for x in r], float)
     raw = np.array([x["p"] for x in r])
-    cal = 1 / (1 + np.exp(-(features(r) @ w)))
+    cal = predict(r, w)
     return {"raw": calibration(raw, y), "calibrated": calibration(cal, y)}
 
 
@@ -105,7 +101,7 @@ def main(argv=None) -> int:
         return out
 
     tuning = group(a.tuning, make_babble(60.0), "tuning")
-    w = fit_logistic(features(tuning), np.array([x["right"] for x in tuning], float))
+    w = fit(tuning)
     print(f"fitted on {len(tuning)} tuning segments: bias {w[0]:.4f}, logit(p) {w[1]:.4f}, log(seconds) {w[2]:.4f}")
     res = {"coef": {"bias": float(w[0]), "logit_p": float(w[1]), "log_seconds": float(w[2])},
            "tuning": report(tuning, w)}

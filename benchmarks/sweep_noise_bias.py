@@ -40,6 +40,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from bench_asd import match_item, metrics, offscreen_figures, offscreen_frames, reported_offscreen  # noqa: E402
 from bench_noise import make_babble, mix  # noqa: E402
+from calibrate_segments import composite_inputs  # noqa: E402
 
 QUANTILES = (0.8, 0.9, 0.95)
 BIAS_FLOORS = (0.25, 0.5, 0.75, 1.0)
@@ -61,16 +62,13 @@ def scored(sets: list[Path], snrs: list[float], babble: np.ndarray, model, keep:
     pickle of the answer, read instead of scoring when it exists."""
     if keep is not None and keep.exists():
         return pickle.loads(keep.read_bytes())
-    from speakerid.faces import analyze_faces
-    from speakerid.media import read_audio
     from speakerid.speakers import score_faces
 
     out = {}
     for d in sets:
         labels = json.loads((d / "labels.json").read_text())["items"]
         for i, name in enumerate(sorted(labels)):
-            fa = analyze_faces(d / name, crop_geometry=model.config.crop_geometry)
-            audio = read_audio(d / name, video_start_s=fa.info.video_start_s)
+            fa, audio = composite_inputs(d, name, model, None)
             for snr in snrs:
                 res = score_faces(fa, mix(audio, babble, snr, at=i * 7919), model)
                 out.setdefault((d.name, snr), []).append((res, labels[name]))

@@ -5,7 +5,8 @@ grows with the noise", holds the rule, written before the final group was scored
 
 Each composite's audio gets babble at each SNR (``bench_noise.mix``); its energy spread D (dB,
 ``speakers.noise.energy_spread_db``) sets the width: 25 frames from D_hi up, ``w_max`` from D_lo
-down, linear between. Each condition is scored with ``noise_smoothing=False`` and the width set
+down, linear between (``speakers.noise.smooth_frames_for``). Each condition is scored with
+``noise_smoothing=False`` and the width set
 explicitly, so the variants are compared on the same mixtures.
 
     python benchmarks/sweep_noise_smoothing.py --sets VAL/tuning_25fps VAL/tuning_offscreen \
@@ -33,11 +34,6 @@ from calibrate_segments import composite_inputs  # noqa: E402
 BASE_FRAMES = 25
 
 
-def width(spread_db: float, d_hi: float, d_lo: float, w_max: float) -> int:
-    t = min(1.0, max(0.0, (d_hi - spread_db) / (d_hi - d_lo)))
-    return int(round(BASE_FRAMES + t * (w_max - BASE_FRAMES)))
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sets", nargs="+", type=Path, required=True)
@@ -49,7 +45,7 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     from speakerid.model import load_model
     from speakerid.speakers import score_faces
-    from speakerid.speakers.noise import FRAME_SAMPLES, energy_spread_db
+    from speakerid.speakers.noise import FrameEnergyTap, energy_spread_db, smooth_frames_for
 
     model = load_model()
     babble = make_babble(60.0, files=a.babble)
@@ -65,12 +61,14 @@ def main(argv=None) -> int:
             per = {v: ([], [], []) for v in [None, *variants]}
             for fa, audio, lab, i in items:
                 x = mix(audio, babble, snr, at=i * 7919)
-                n = x.size // FRAME_SAMPLES * FRAME_SAMPLES
-                f = x[:n].reshape(-1, FRAME_SAMPLES).astype(np.float64)
-                spread = energy_spread_db(10.0 * np.log10(np.mean(f * f, axis=1) + 1e-10))
+                tap = FrameEnergyTap([x])
+                for _ in tap:
+                    pass
+                spread = energy_spread_db(tap.energies_db)
                 done: dict[int, object] = {}
                 for v in per:
-                    w = BASE_FRAMES if v is None else width(spread, *v)
+                    w = BASE_FRAMES if v is None else smooth_frames_for(spread, BASE_FRAMES, clean_db=v[0],
+                                                                        noisy_db=v[1], widest=int(v[2]))
                     if w not in done:
                         done[w] = score_faces(fa, x, model, smooth_frames=w, noise_smoothing=False)
                     res = done[w]

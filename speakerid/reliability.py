@@ -64,7 +64,10 @@ def sync_evidence(curve: np.ndarray, shifts_ms: np.ndarray, offset_ms: float | N
 def p_correct(ev: SyncEvidence) -> float:
     """Probability that the offset is right (±40 ms), from the calibrated logistic model."""
     f = ev.features()
-    z = P_COEF["bias"] + sum(P_COEF[k] * v for k, v in f.items())
+    return _logistic(P_COEF["bias"] + sum(P_COEF[k] * v for k, v in f.items()))
+
+
+def _logistic(z: float) -> float:
     return float(1.0 / (1.0 + math.exp(-max(-40.0, min(40.0, z)))))
 
 
@@ -82,9 +85,8 @@ def segment_probability(mean_posterior: float, seconds: float) -> float:
     if not math.isfinite(mean_posterior):
         return float("nan")
     q = min(max(float(mean_posterior), 1e-4), 1 - 1e-4)
-    z = (SEGMENT_COEF["bias"] + SEGMENT_COEF["logit_posterior"] * math.log(q / (1 - q))
-         + SEGMENT_COEF["log_seconds"] * math.log(max(float(seconds), 0.04)))
-    return float(1.0 / (1.0 + math.exp(-max(-40.0, min(40.0, z)))))
+    return _logistic(SEGMENT_COEF["bias"] + SEGMENT_COEF["logit_posterior"] * math.log(q / (1 - q))
+                     + SEGMENT_COEF["log_seconds"] * math.log(max(float(seconds), 0.04)))
 
 
 def unreliable_reasons(ev: SyncEvidence, p: float) -> list[str]:

@@ -225,3 +225,31 @@ def _rechunk(pieces: Iterable[np.ndarray], size: int) -> Iterator[np.ndarray]:
                 buf, have = [], 0
     if have:
         yield np.concatenate(buf, axis=1)
+
+
+class BlockPower:
+    """Passes audio pieces through unchanged, keeping the mean square of every block of
+    ``size`` samples (blocks aligned at sample 0, so any cut into pieces gives the same blocks;
+    a last partial block is left out). Samples are taken as ``dtype``, the powers in float64."""
+
+    def __init__(self, pieces: Iterable[np.ndarray], size: int, dtype=np.float32):
+        self._pieces = pieces
+        self.size = int(size)
+        self._dtype = dtype
+        self._rest = np.zeros(0, dtype)
+        self._powers: list[np.ndarray] = []
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for x in self._pieces:
+            buf = np.concatenate([self._rest, np.asarray(x, self._dtype).reshape(-1)])
+            n = buf.size // self.size
+            if n:
+                blk = buf[: n * self.size].reshape(n, self.size).astype(np.float64)
+                self._powers.append(np.mean(blk * blk, axis=1))
+            self._rest = buf[n * self.size:]
+            yield x
+        self._pieces = ()  # the caller's array or stream is not held beyond its use
+
+    @property
+    def powers(self) -> np.ndarray:
+        return np.concatenate(self._powers) if self._powers else np.zeros(0)

@@ -16,10 +16,11 @@ grows with the noise").
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
 import numpy as np
 
+from ..media import BlockPower
 from ..timebase import SAMPLE_RATE
 
 FRAME_SAMPLES = SAMPLE_RATE // 100
@@ -33,29 +34,16 @@ NOISY_SMOOTH_FRAMES = 75
 _MIN_FRAMES = 50  # under 0.5 s of audio says nothing about its background
 
 
-class FrameEnergyTap:
+class FrameEnergyTap(BlockPower):
     """Passes audio pieces through unchanged, keeping each 10 ms frame's energy in dB (frames
     counted from sample 0, so any cut into pieces gives the same frames)."""
 
     def __init__(self, pieces: Iterable[np.ndarray]):
-        self._pieces = pieces
-        self._carry = np.zeros(0, np.float64)
-        self._energies: list[np.ndarray] = []
-
-    def __iter__(self) -> Iterator[np.ndarray]:
-        for piece in self._pieces:
-            x = np.concatenate([self._carry, np.asarray(piece, np.float64).ravel()])
-            n = x.size // FRAME_SAMPLES * FRAME_SAMPLES
-            if n:
-                f = x[:n].reshape(-1, FRAME_SAMPLES)
-                self._energies.append((10.0 * np.log10(np.mean(f * f, axis=1) + 1e-10)).astype(np.float32))
-            self._carry = x[n:]
-            yield piece
-        self._pieces = ()  # the caller's array or stream is not held beyond its use
+        super().__init__(pieces, FRAME_SAMPLES, dtype=np.float64)
 
     @property
     def energies_db(self) -> np.ndarray:
-        return np.concatenate(self._energies) if self._energies else np.zeros(0, np.float32)
+        return (10.0 * np.log10(self.powers + 1e-10)).astype(np.float32)
 
 
 def energy_spread_db(energies_db: np.ndarray) -> float:
@@ -66,10 +54,11 @@ def energy_spread_db(energies_db: np.ndarray) -> float:
     return float(np.percentile(e, 90) - np.percentile(e, 10))
 
 
-def smooth_frames_for(spread_db: float, default: int) -> int:
-    """The averaging width for audio of this energy spread: ``default`` when clean, growing
-    linearly to :data:`NOISY_SMOOTH_FRAMES` as the spread falls to :data:`NOISY_SPREAD_DB`."""
-    if not np.isfinite(spread_db) or default >= NOISY_SMOOTH_FRAMES:
+def smooth_frames_for(spread_db: float, default: int, *, clean_db: float = CLEAN_SPREAD_DB,
+                      noisy_db: float = NOISY_SPREAD_DB, widest: int = NOISY_SMOOTH_FRAMES) -> int:
+    """The averaging width for audio of this energy spread: ``default`` from ``clean_db`` up,
+    growing linearly to ``widest`` as the spread falls to ``noisy_db``."""
+    if not np.isfinite(spread_db) or default >= widest:
         return int(default)
-    t = min(1.0, max(0.0, (CLEAN_SPREAD_DB - spread_db) / (CLEAN_SPREAD_DB - NOISY_SPREAD_DB)))
-    return int(round(default + t * (NOISY_SMOOTH_FRAMES - default)))
+    t = min(1.0, max(0.0, (clean_db - spread_db) / (clean_db - noisy_db)))
+    return int(round(default + t * (widest - default)))

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..faces import analyze_faces
 from ..features import compute_mfcc, iter_mfcc
-from ..media import iter_audio
+from ..media import BlockPower, iter_audio
 from ..model import Embedder, VideoWindowEmbedder
 from ..options import FaceOptions
 from ..progress import ProgressFn, silent
@@ -78,25 +78,22 @@ class LoudnessTap:
     HOP = 3200
 
     def __init__(self, pieces, on_seconds=None):
-        self._pieces = pieces
+        self._blocks = BlockPower(pieces, self.HOP)
         self._on_seconds = on_seconds  # called with the seconds passed, every 10 s of audio
         self.num_samples = 0
-        self.max_rms = 0.0
-        self._rest = np.zeros(0, np.float32)
 
     def __iter__(self):
-        for x in self._pieces:
+        for x in self._blocks:
             before = self.num_samples // (10 * SAMPLE_RATE)
             self.num_samples += int(x.size)
             if self._on_seconds is not None and self.num_samples // (10 * SAMPLE_RATE) > before:
                 self._on_seconds(self.num_samples / float(SAMPLE_RATE))
-            buf = np.concatenate([self._rest, np.asarray(x, np.float32).reshape(-1)])
-            n = buf.size // self.HOP
-            if n:
-                blk = buf[: n * self.HOP].reshape(n, self.HOP).astype(np.float64)
-                self.max_rms = max(self.max_rms, float(np.sqrt(np.mean(blk ** 2, axis=1)).max()))
-            self._rest = buf[n * self.HOP:]
             yield x
+
+    @property
+    def max_rms(self) -> float:
+        p = self._blocks.powers
+        return float(np.sqrt(p.max())) if p.size else 0.0
 
     @property
     def silent(self) -> bool:
