@@ -23,7 +23,9 @@ least 0.01, no set's AP falls by more than 0.005, and the mean F1 does not fall 
         --faces-cache DIR [--out F.json]
 
 (``--faces-cache``: bench_asd.py's cache of face analyses, one folder per set.) Each composite is
-scored once per width; the fits and decodings reuse those scores.
+scored once per width; the fits and decodings reuse those scores. The fitting composites were
+made with ``make_validation_sets.py OUT --groups tuning --count 16 --seed-offset 100`` and
+``--seed-offset 200`` (seeds 201–203 and 301–303; the validation sets use 101–103).
 """
 from __future__ import annotations
 
@@ -41,6 +43,7 @@ sys.path.insert(0, str(HERE))
 from bench_asd import match_item, metrics  # noqa: E402
 from calibrate_reliability import fit_logistic  # noqa: E402
 from calibrate_segments import composite_inputs  # noqa: E402
+from sweep_decoder import group_arguments  # noqa: E402
 
 WIDTHS = (7, 25, 75)
 ALONE = -3.0
@@ -149,12 +152,8 @@ def line(label: str, s: dict) -> str:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--train", nargs="+", type=Path, required=True)
-    ap.add_argument("--tuning", nargs="+", type=Path, required=True)
-    ap.add_argument("--final", nargs="+", type=Path, required=True)
-    ap.add_argument("--faces-cache", type=Path, required=True)
-    ap.add_argument("--out", type=Path)
+    ap = group_arguments(argparse.ArgumentParser(description=__doc__.split("\n\n")[0]))
+    ap.add_argument("--train", nargs="+", type=Path, required=True, help="composites to fit on (tuning-group people)")
     a = ap.parse_args(argv)
     from speakerid.model import load_model
 

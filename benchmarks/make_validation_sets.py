@@ -9,7 +9,7 @@ off-screen voices too). For the off-screen sets its own code runs with two proba
 a pause after 35 % of turns instead of 12 %, and every pause holding another clip's voice
 instead of half of them.
 
-    PATH=<dir with ffmpeg>:$PATH python benchmarks/make_validation_sets.py OUT [--count 6] [--seconds 12]
+    PATH=<dir with ffmpeg>:$PATH python benchmarks/make_validation_sets.py OUT [--count 6] [--seconds 12] [--seed-offset 0]
 
 (needs ffmpeg and webrtcvad, as make_bench.py does) → ``OUT/<group>_<kind>/`` with videos and
 ``labels.json``, for ``bench_asd.py --bench``.
@@ -51,6 +51,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seconds", type=float, default=12.0)
     ap.add_argument("--kinds", nargs="+", default=list(KINDS), choices=list(KINDS))
     ap.add_argument("--groups", nargs="+", default=["tuning", "final"], choices=["tuning", "final"])
+    ap.add_argument("--seed-offset", type=int, default=0,
+                    help="added to each kind's seed: other composites of the same people (e.g. to fit on)")
     a = ap.parse_args(argv)
     sys.path.insert(0, str(TOOLS))
     import make_bench
@@ -65,8 +67,8 @@ def main(argv=None) -> int:
                 k = KINDS[kind]
                 make = _offscreen_make_asd(make_bench) if kind == "offscreen" else make_bench.make_asd
                 out = a.out / f"{group}_{kind}"
-                print(f"{out}: {len(members)} clips of the {group} group, {k}", flush=True)
-                make(tmp, str(out), k["seed"], a.count, a.seconds, k["fps"])
+                print(f"{out}: {len(members)} clips of the {group} group, {k}, seed {k['seed'] + a.seed_offset}", flush=True)
+                make(tmp, str(out), k["seed"] + a.seed_offset, a.count, a.seconds, k["fps"])
     return 0
 
 

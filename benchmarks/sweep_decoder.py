@@ -61,13 +61,17 @@ def decode(items, scale: float, bias: float, switch: float) -> dict:
     return metrics(per)
 
 
+def group_arguments(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The options of a choice made on the tuning group and checked on the final group."""
+    ap.add_argument("--tuning", nargs="+", type=Path, required=True, help="the tuning group's validation sets")
+    ap.add_argument("--final", nargs="+", type=Path, required=True, help="the final group's, read once at the end")
+    ap.add_argument("--faces-cache", type=Path, required=True, help="bench_asd.py's cache (one folder per set)")
+    ap.add_argument("--out", type=Path, help="write the figures as JSON here")
+    return ap
+
+
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--tuning", nargs="+", type=Path, required=True)
-    ap.add_argument("--final", nargs="+", type=Path, required=True)
-    ap.add_argument("--faces-cache", type=Path, required=True)
-    ap.add_argument("--out", type=Path)
-    a = ap.parse_args(argv)
+    a = group_arguments(argparse.ArgumentParser(description=__doc__.split("\n\n")[0])).parse_args(argv)
     from speakerid.decoding import HMM_BIAS, HMM_SCALE, HMM_SWITCH_PER_S
     from speakerid.model import load_model
 
