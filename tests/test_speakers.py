@@ -533,9 +533,9 @@ def test_noise_is_read_from_the_audio_energy_spread_the_same_in_any_pieces():
 
 
 def test_scores_are_averaged_longer_in_noisy_audio_unless_told_otherwise(clip30):
-    """Loud noise over the example widens the averaging (the result says by how much); a width
-    that was set, the option turned off, or the threshold decoder keep their width; the clean
-    example keeps the default."""
+    """Loud noise over the example widens the averaging (the result says by how much, and warns
+    that its labels are less certain); a width that was set, the option turned off, or the
+    threshold decoder keep their width; the clean example keeps the default and no warning."""
     from speakerid.faces import analyze_faces
     from speakerid.model import load_model
 
@@ -546,8 +546,11 @@ def test_scores_are_averaged_longer_in_noisy_audio_unless_told_otherwise(clip30)
     noisy = (audio + 2.0 * rms * np.random.default_rng(1).standard_normal(audio.size)).astype(np.float32)
     clean = score_faces(analysis, audio, net)
     assert clean.smooth_frames == 25 and clean.diagnostics["energy_spread_db"] > 18
+    assert not any("loud background" in w for w in clean.warnings)
     loud = score_faces(analysis, noisy, net)
     assert loud.diagnostics["energy_spread_db"] < 10 and loud.smooth_frames == 75
+    # the result says its labels are less certain, and over how long it averaged
+    assert [w for w in loud.warnings if "loud background" in w and "75 frames" in w]
     assert SpeakerResult.from_dict(json.loads(json.dumps(loud.to_dict()))).smooth_frames == 75
     assert score_faces(analysis, noisy, net, noise_smoothing=False).smooth_frames == 25
     assert score_faces(analysis, noisy, net, smooth_frames=30).smooth_frames == 30

@@ -43,7 +43,7 @@ from ..rowstore import RowStore, StoredRows
 from ..smoothing import triangle_nanmean
 from ..timebase import COLS_PER_FRAME, MFCC_RATE, MS_PER_COL, VIDEO_FPS, WINDOW_COLS, WINDOW_FRAMES
 from .labels import compete, speech_columns, speech_frames
-from .noise import FrameEnergyTap, energy_spread_db, smooth_frames_for
+from .noise import FrameEnergyTap, energy_spread_db, noise_warning, smooth_frames_for
 from .results import SpeakerResult, SpeakerTrack
 
 SHIFT_STEP_COLS = 2
@@ -244,6 +244,7 @@ def score_faces(analysis, audio: np.ndarray | Iterable[np.ndarray], model, optio
     del audio
     diag: dict[str, Any] = {}
     smooth_frames = result.smooth_frames = _smoothing(opts, smooth_frames, loudness, diag)
+    result.warnings.extend(noise_warning(diag["energy_spread_db"], smooth_frames))
     result.speech = speech_frames(speech_columns(np.concatenate(energy) if energy else np.zeros(0)),
                                   np.asarray(tl.source_times, np.float64))
     require_span(analysis.info.path, min(tl.num_model_frames / VIDEO_FPS, n_cols / MFCC_RATE),
