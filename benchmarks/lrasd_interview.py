@@ -4,10 +4,12 @@
 
 The composites of ``lrasd_ab.py`` have no silent listener (every tile is a talking face) and its
 talking-head clips have one face, so they cannot show the case a shipped fusion must not get
-wrong: a listener, lips mostly still but moving now and then (nods, smiles, backchannel), in a
-loud room. A two-person interview (split screen, turns of seconds) has one. It has no labels, so
-the reference is speakerid's own labels on the clean audio, where its evidence is strong; LR-ASD's
-agreement with them on the clean audio is reported beside, as a check of that reference.
+wrong: a listener in a loud room. A two-person interview (split screen, turns of seconds) has
+one. It has no labels, so the reference is speakerid's own labels on the clean audio, where its
+evidence is strong (one voice at a time); LR-ASD's labels on the clean audio are reported beside.
+The listener is whoever the reference does not label while the other face speaks: in a heated
+interview that face may be talking over the speaker (``shared/data/multi``'s is, at times:
+both mouths move in its first seconds), so read the listener's figures with the frames at hand.
 
 With babble mixed in at each ``--snr``, per variant (shipped; ``a`` = 0.05 gated by the noise and
 constant, the variants ``lrasd_ab.py`` measured; LR-ASD alone): the share of the reference
