@@ -555,3 +555,30 @@ def test_scores_are_averaged_longer_in_noisy_audio_unless_told_otherwise(clip30)
     assert score_faces(analysis, noisy, net, noise_smoothing=False).smooth_frames == 25
     assert score_faces(analysis, noisy, net, smooth_frames=30).smooth_frames == 30
     assert score_faces(analysis, noisy, net, decoder="threshold").smooth_frames == 50
+
+
+def test_silent_audio_scores_no_face_and_says_why(clip30):
+    """Audio below the silence level throughout (digital silence, or hiss at −90 dBFS) labels
+    nobody, whatever chance structure the evidence holds, and says why; the rule is sync's, and
+    reads the same from any cut into pieces."""
+    from speakerid.faces import analyze_faces
+    from speakerid.model import load_model
+    from speakerid.speakers.noise import FrameEnergyTap
+    from speakerid.sync.inputs import is_silent
+
+    net = load_model(MODEL)
+    analysis = analyze_faces(clip30)
+    audio = read_audio(clip30, video_start_s=probe(clip30).video_start_s)
+    hiss = (3e-5 * np.random.default_rng(2).standard_normal(audio.size)).astype(np.float32)
+    for quiet in (np.zeros_like(audio), hiss):
+        res = score_faces(analysis, quiet, net)
+        assert res.tracks and not res.segments and not res.offscreen
+        assert all(not np.isfinite(t.scores).any() and not t.speaking.any() for t in res.tracks)
+        assert [w for w in res.warnings if "silent" in w] and not [w for w in res.warnings if "background" in w]
+        assert res.smooth_frames == 25
+    for x in (np.zeros_like(audio), hiss, audio):
+        tap = FrameEnergyTap(np.array_split(x, 7))
+        for _ in tap:
+            pass
+        assert tap.silent == is_silent(x)
+    assert not is_silent(audio) and score_faces(analysis, audio, net).segments

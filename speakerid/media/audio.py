@@ -227,6 +227,12 @@ def _rechunk(pieces: Iterable[np.ndarray], size: int) -> Iterator[np.ndarray]:
         yield np.concatenate(buf, axis=1)
 
 
+SILENCE_DBFS = -55.0
+"""Audio whose loudest 0.2 s stays below this level (dB full scale) holds no speech."""
+SILENCE_BLOCK = SAMPLE_RATE // 5
+"""The 0.2 s stretch (samples) the silence rule reads, aligned at sample 0."""
+
+
 class BlockPower:
     """Passes audio pieces through unchanged, keeping the mean square of every block of
     ``size`` samples (blocks aligned at sample 0, so any cut into pieces gives the same blocks;
@@ -253,3 +259,15 @@ class BlockPower:
     @property
     def powers(self) -> np.ndarray:
         return np.concatenate(self._powers) if self._powers else np.zeros(0)
+
+    def loudest_db(self, span: int = SILENCE_BLOCK) -> float:
+        """The power (dB full scale) of the loudest stretch of ``span`` samples (a multiple of
+        the block size, aligned at sample 0; -inf when there is none)."""
+        k = span // self.size
+        if k < 1 or span % self.size:
+            raise ValueError(f"span must be a multiple of the block size {self.size}, got {span}")
+        p = self.powers
+        n = p.size // k
+        if n == 0:
+            return float("-inf")
+        return float(10.0 * np.log10(p[:n * k].reshape(n, k).mean(axis=1).max() + 1e-24))

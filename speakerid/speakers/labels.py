@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..media import SILENCE_DBFS
 from ..smoothing import centred_mean
 
 MIN_SEGMENT_S = 0.2
@@ -84,7 +85,7 @@ def speaking_segments(tracks: list, source_times: np.ndarray, fps: float) -> lis
 SPEECH_MARGIN_DB = 10.0
 """Audio at least this much above the file's own quiet level (its 10th-percentile frame energy)
 counts as sound someone makes; the floor of the relative rule is ``SPEECH_FLOOR_DBFS``."""
-SPEECH_FLOOR_DBFS = -55.0
+SPEECH_FLOOR_DBFS = SILENCE_DBFS
 """Quieter than this is never speech (the silence level of sync)."""
 SPEECH_HANGOVER_S = 0.2
 """Speech is held this long on each side, so the short gaps inside a sentence count as speech."""

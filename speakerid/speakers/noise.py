@@ -20,7 +20,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from ..media import BlockPower
+from ..media import SILENCE_BLOCK, SILENCE_DBFS, BlockPower
 from ..timebase import SAMPLE_RATE
 
 FRAME_SAMPLES = SAMPLE_RATE // 100
@@ -48,6 +48,11 @@ class FrameEnergyTap(BlockPower):
     @property
     def energies_db(self) -> np.ndarray:
         return (10.0 * np.log10(self.powers + 1e-10)).astype(np.float32)
+
+    @property
+    def silent(self) -> bool:
+        """No 0.2 s of the audio reaches ``SILENCE_DBFS``: the silence rule of sync."""
+        return self.loudest_db(SILENCE_BLOCK) < SILENCE_DBFS
 
 
 def energy_spread_db(energies_db: np.ndarray) -> float:

@@ -36,6 +36,7 @@ import numpy as np
 from ..decoding import speaking_posteriors
 from ..evidence import DRIFT_SEGMENT_S, DRIFT_TOLERANCE_MS, audio_hubness, window_distances
 from ..features import iter_mfcc, require_span
+from ..media import SILENCE_DBFS
 from ..model import Embedder
 from ..options import SpeakerOptions, split_settings
 from ..progress import ProgressFn, silent
@@ -244,14 +245,20 @@ def score_faces(analysis, audio: np.ndarray | Iterable[np.ndarray], model, optio
     del audio
     diag: dict[str, Any] = {}
     smooth_frames = result.smooth_frames = _smoothing(opts, smooth_frames, loudness, diag)
-    result.warnings.extend(noise_warning(diag["energy_spread_db"], smooth_frames))
     result.speech = speech_frames(speech_columns(np.concatenate(energy) if energy else np.zeros(0)),
                                   np.asarray(tl.source_times, np.float64))
     require_span(analysis.info.path, min(tl.num_model_frames / VIDEO_FPS, n_cols / MFCC_RATE),
                  opts.search_frames * 1000.0 / VIDEO_FPS, doing=SCORING)
+    result.diagnostics = diag
+    if loudness.silent:
+        # chance structure in the evidence would otherwise be decoded into speakers
+        result.warnings.append(f"the audio is silent (below {SILENCE_DBFS:.0f} dBFS throughout): nobody can be "
+                               f"heard speaking, so no face is scored")
+        result.tracks = [_unscored(t) for t in analysis.tracks]
+        return result
+    result.warnings.extend(noise_warning(diag["energy_spread_db"], smooth_frames))
     prof = _profiles(analysis.tracks, audio_emb, n_cols, shifts, emb, opts, progress)
     diag.update({"shifts_ms": shifts * MS_PER_COL, "profiles": {}, "window_scores": {}, "null": None})
-    result.diagnostics = diag
     if not prof.tracks:
         result.tracks = [_unscored(t) for t in analysis.tracks]
         return result
@@ -286,7 +293,7 @@ def _smoothing(opts: SpeakerOptions, default: int, loudness: FrameEnergyTap, dia
     """The averaging width: wider in noisy audio (:mod:`.noise`), unless set or turned off."""
     spread = energy_spread_db(loudness.energies_db)
     diag["energy_spread_db"] = spread
-    if opts.noise_smoothing and opts.smooth_frames is None and opts.decoder == "hmm":
+    if opts.noise_smoothing and opts.smooth_frames is None and opts.decoder == "hmm" and not loudness.silent:
         return smooth_frames_for(spread, default)
     return default
 

@@ -20,16 +20,12 @@ import numpy as np
 
 from ..faces import analyze_faces
 from ..features import compute_mfcc, iter_mfcc
-from ..media import BlockPower, iter_audio
+from ..media import SILENCE_BLOCK, SILENCE_DBFS, BlockPower, iter_audio
 from ..model import Embedder, VideoWindowEmbedder
 from ..options import FaceOptions
 from ..progress import ProgressFn, silent
 from ..timebase import SAMPLE_RATE, VIDEO_FPS
 from .results import PathLike
-
-SILENCE_DBFS = -55.0
-"""Audio whose loudest 0.2 s stays below this level (dB full scale) holds no speech."""
-
 
 @dataclass
 class TrackWindows:
@@ -75,7 +71,7 @@ class LoudnessTap:
     (blocks aligned at sample 0, so any cut into pieces gives the same answer): the silence rule
     of :func:`measure_sync`, for a whole signal too (:func:`is_silent`)."""
 
-    HOP = 3200
+    HOP = SILENCE_BLOCK
 
     def __init__(self, pieces, on_seconds=None):
         self._blocks = BlockPower(pieces, self.HOP)
@@ -91,13 +87,8 @@ class LoudnessTap:
             yield x
 
     @property
-    def max_rms(self) -> float:
-        p = self._blocks.powers
-        return float(np.sqrt(p.max())) if p.size else 0.0
-
-    @property
     def silent(self) -> bool:
-        return bool(self.num_samples < self.HOP or 20 * np.log10(self.max_rms + 1e-12) < SILENCE_DBFS)
+        return bool(self.num_samples < self.HOP or self._blocks.loudest_db(self.HOP) < SILENCE_DBFS)
 
 
 def is_silent(audio: np.ndarray) -> bool:
