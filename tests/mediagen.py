@@ -175,6 +175,17 @@ def with_brief_second_face(src: Path, dst: Path, first: int = 30, count: int = 1
                        codec_options={"preset": "ultrafast"})
 
 
+def with_stereo(src: Path, dst: Path, right_gain: float, acodec: str = "pcm_s16le") -> Path:
+    """``src`` with stereo audio (16-bit PCM by default: QuickTime, as broadcast files carry it):
+    its sound on the left, times ``right_gain`` on the right (−1: the right channel
+    phase-inverted, so a mono mix cancels)."""
+    imgs, audio = _clip(src)
+    h, w = imgs[0].shape[:2]
+    return write_media(dst, fps=25, num_frames=len(imgs), size=(w, h), images=imgs,
+                       audio=np.stack([audio, right_gain * audio]), audio_rate=48000, acodec=acodec,
+                       codec_options={"preset": "ultrafast"})
+
+
 def repeated_with_drift(src: Path, dst: Path, delays_ms: list[float]) -> Path:
     """``src`` once per entry of ``delays_ms``, each copy's audio delayed by that much (a file
     whose offset changes along it, as a frame-rate mismatch makes it)."""

@@ -427,3 +427,55 @@ def test_no_installed_dependency_holds_numpy_below_2():
     pinned = [(dist, str(r)) for dist, reqs in closure.items() for r in reqs
               if r.name.lower() == "numpy" and not r.specifier.contains("2.4.0")]
     assert pinned == []
+
+
+# stereo whose channels cancel in a mono mix (a phase-inverted channel) --------------------------
+
+@pytest.fixture(scope="module")
+def phase_inverted(rw_dir) -> Path:
+    return mediagen.with_stereo(GRID_CLIP, rw_dir / "phase_inverted.mov", right_gain=-1.0)
+
+
+def _ffmpeg_mono(path: Path) -> np.ndarray:
+    """FFmpeg's own mono mix at 16 kHz (what the library gave before it guarded the mix)."""
+    import av
+
+    out = []
+    with av.open(str(path)) as c:
+        r = av.AudioResampler(format="fltp", layout="mono", rate=16000)
+        for f in c.decode(c.streams.audio[0]):
+            out += [g.to_ndarray()[0] for g in r.resample(f)]
+        out += [g.to_ndarray()[0] for g in r.resample(None)]
+    return np.concatenate(out)
+
+
+def test_a_phase_inverted_channel_is_not_read_as_silence(phase_inverted, rw_dir):
+    """A mono mix of L and −L is silence: the loudest channel is taken where the mix cancels, and
+    the report says for how long; ordinary stereo is mixed exactly as FFmpeg mixes it."""
+    from speakerid.media import channel_warning, read_audio
+    from speakerid.sync.inputs import is_silent
+
+    assert is_silent(_ffmpeg_mono(phase_inverted))
+    report: dict = {}
+    a = read_audio(phase_inverted, video_start_s=0.0, report=report)
+    ref = read_audio(GRID_CLIP, video_start_s=0.0)
+    n = min(a.size, ref.size)
+    assert not is_silent(a) and np.corrcoef(a[:n], ref[:n])[0, 1] > 0.98
+    assert report["cancelled_samples"] / report["rate"] > 0.8 * n / 16000
+    assert channel_warning(report) and "phase" in channel_warning(report)[0]
+    plain = mediagen.with_stereo(GRID_CLIP, rw_dir / "uneven_stereo.mp4", right_gain=0.5, acodec="aac")
+    report = {}
+    b = read_audio(plain, video_start_s=0.0, report=report)
+    assert np.array_equal(b, _ffmpeg_mono(plain)) and report["cancelled_samples"] == 0
+    assert channel_warning(report) == []
+
+
+def test_sync_and_speakers_measure_a_phase_inverted_file_and_say_so(phase_inverted, model):
+    from speakerid.speakers import detect_speakers
+
+    r = measure_sync(phase_inverted, model=model)
+    assert r.status == "ok" and abs(r.offset_ms) <= TOL_MS
+    assert any("phase-inverted" in w for w in r.warnings) and "phase-inverted" in r.describe()
+    assert r.to_dict()["warnings"] == r.warnings
+    s = detect_speakers(phase_inverted, model=model)
+    assert s.segments and any("phase-inverted" in w for w in s.warnings)

@@ -17,7 +17,7 @@ Modules: :mod:`.container` (probe, open), :mod:`.video` (frames), :mod:`.audio` 
 from __future__ import annotations
 
 from ..outputs import atomic_output, check_output_path  # noqa: F401  (older imports name them here)
-from .audio import SILENCE_BLOCK, SILENCE_DBFS, BlockPower, NativeAudio, NativeAudioStream, audio_extent, iter_audio, read_audio, shift_audio_pieces, stream_audio_native
+from .audio import SILENCE_BLOCK, SILENCE_DBFS, BlockPower, NativeAudio, NativeAudioStream, audio_extent, channel_warning, iter_audio, read_audio, shift_audio_pieces, stream_audio_native
 from .container import MAX_SOURCE_FPS, MIN_SOURCE_FPS, MediaInfo, PathLike, probe, require_audio, require_video
 from .timeline import Timeline
 from .video import Frame, first_video_time, iter_frames, read_frame_times
@@ -25,7 +25,7 @@ from .write import (COPY_AUDIO_CODECS, WrittenMedia, encode_with_source_audio, r
                     write_video)
 
 __all__ = [
-    "MediaInfo", "Frame", "Timeline", "WrittenMedia", "NativeAudio", "NativeAudioStream", "PathLike", "BlockPower", "SILENCE_DBFS", "SILENCE_BLOCK",
+    "MediaInfo", "Frame", "Timeline", "WrittenMedia", "NativeAudio", "NativeAudioStream", "PathLike", "BlockPower", "SILENCE_DBFS", "SILENCE_BLOCK", "channel_warning",
     "probe", "require_video", "require_audio", "iter_frames", "read_frame_times", "first_video_time",
     "read_audio", "iter_audio", "audio_extent", "stream_audio_native", "shift_audio_pieces",
     "write_video", "remux_with_audio", "encode_with_source_audio", "verify_written", "COPY_AUDIO_CODECS",

@@ -17,11 +17,18 @@ from ..timebase import SAMPLE_RATE
 from .container import PathLike, _check_codec, _check_path, _open
 from .video import first_video_time
 
+SILENCE_DBFS = -55.0
+"""Audio whose loudest 0.2 s stays below this level (dB full scale) holds no speech."""
+SILENCE_BLOCK = SAMPLE_RATE // 5
+"""The 0.2 s stretch (samples) the silence rule reads, aligned at sample 0."""
+
+
 def _stream_audio(p: Path, meta: dict, *, rate: int | None, mono: bool, video_start_s: float | None) -> Iterator[np.ndarray]:
     """Decode the first audio stream to planar float32 pieces ``(channels, n)``: at ``rate``
     (None = its own) and mixed to mono when asked, else with its own channel layout. ``meta``
     gets ``rate``, ``layout``, ``audio_start_s`` and ``video_start_s`` before the first piece,
-    and ``listed_s`` (the stream's listed duration, 0 if none) when the stream ends."""
+    ``cancelled_samples`` as it goes (:class:`_PhaseSafeMono`), and ``listed_s`` (the stream's
+    listed duration, 0 if none) when the stream ends."""
     import av
 
     with _open(p) as c:
@@ -30,7 +37,7 @@ def _stream_audio(p: Path, meta: dict, *, rate: int | None, mono: bool, video_st
         aus = c.streams.audio[0]
         _check_codec(aus, p, "audio")
         meta["video_start_s"] = float(first_video_time(p) if video_start_s is None else video_start_s)
-        meta.update(rate=0, layout="", audio_start_s=0.0)
+        meta.update(rate=0, layout="", audio_start_s=0.0, cancelled_samples=0)
         resampler = None
         try:
             for f in c.decode(aus):
@@ -38,16 +45,82 @@ def _stream_audio(p: Path, meta: dict, *, rate: int | None, mono: bool, video_st
                     layout = "mono" if mono else f.layout.name
                     meta.update(rate=int(rate or f.sample_rate), layout=layout,
                                 audio_start_s=float(f.time) if f.time is not None else 0.0)
-                    # planar float keeps channels apart; nothing is mixed unless mono was asked for
-                    resampler = av.AudioResampler(format="fltp", layout=layout, rate=meta["rate"])
-                for g in resampler.resample(f):
-                    yield g.to_ndarray().astype(np.float32, copy=False)
+                    if mono and len(f.layout.channels) > 1:
+                        resampler = _PhaseSafeMono(f.layout.name, meta)
+                    else:
+                        # planar float keeps channels apart; nothing is mixed unless mono was asked for
+                        resampler = _Resampled(av.AudioResampler(format="fltp", layout=layout, rate=meta["rate"]))
+                yield from resampler.push(f)
             if resampler is not None:
-                for g in resampler.resample(None):
-                    yield g.to_ndarray().astype(np.float32, copy=False)
+                yield from resampler.push(None)
         except av.error.FFmpegError as e:
             raise CorruptMediaError(f"{p}: audio decoding failed ({e})") from e
         meta["listed_s"] = float(aus.duration * aus.time_base) if aus.duration and aus.time_base else 0.0
+
+
+class _Resampled:
+    """A resampler's output as float32 ``(channels, n)`` pieces; ``push(None)`` flushes it."""
+
+    def __init__(self, resampler):
+        self._r = resampler
+
+    def push(self, frame) -> Iterator[np.ndarray]:
+        for g in self._r.resample(frame):
+            yield g.to_ndarray().astype(np.float32, copy=False)
+
+
+MONO_CANCEL_RATIO = 0.01
+"""A mono mix this far (−20 dB) below its loudest channel has channels cancelling in it."""
+
+
+class _PhaseSafeMono:
+    """FFmpeg's mono mix of a multi-channel stream, except where the channels cancel in it (one
+    of a stereo pair phase-inverted, a classic fault of broadcast audio: the mix is silence
+    though every channel is loud): there the loudest channel alone, the seconds so taken
+    counted in ``meta["cancelled_samples"]``. Elsewhere the samples are the mix's own."""
+
+    def __init__(self, layout: str, meta: dict):
+        import av
+
+        rate = meta["rate"]
+        self._mix = _Resampled(av.AudioResampler(format="fltp", layout="mono", rate=rate))
+        self._channels = _Resampled(av.AudioResampler(format="fltp", layout=layout, rate=rate))
+        self._meta = meta
+        self._m: list[np.ndarray] = []
+        self._c: list[np.ndarray] = []
+
+    def push(self, frame) -> Iterator[np.ndarray]:
+        self._m.extend(self._mix.push(frame))
+        self._c.extend(self._channels.push(frame))
+        m = np.concatenate(self._m, axis=1) if self._m else np.zeros((1, 0), np.float32)
+        c = np.concatenate(self._c, axis=1) if self._c else None
+        # the two resamplers may hand their samples out in different runs: pair up what both gave
+        n = m.shape[1] if frame is None else min(m.shape[1], 0 if c is None else c.shape[1])
+        self._m = [m[:, n:]]
+        self._c = [] if c is None else [c[:, n:]]
+        if n:
+            yield self._guarded(m[:, :n], None if c is None or c.shape[1] < n else c[:, :n])
+
+    def _guarded(self, m: np.ndarray, c: np.ndarray | None) -> np.ndarray:
+        if c is None:
+            return m
+        pc = np.mean(np.square(c, dtype=np.float64), axis=1)
+        k = int(np.argmax(pc))
+        loud = 10.0 * np.log10(pc[k] + 1e-24) > SILENCE_DBFS
+        if loud and float(np.mean(np.square(m, dtype=np.float64))) < MONO_CANCEL_RATIO * pc[k]:
+            self._meta["cancelled_samples"] += m.shape[1]
+            return np.ascontiguousarray(c[k:k + 1])
+        return m
+
+
+def channel_warning(report: dict) -> list[str]:
+    """The warning a result carries when a mono mix of the audio cancelled (none otherwise);
+    ``report``: the dict given to :func:`iter_audio` / :func:`read_audio`."""
+    seconds = report.get("cancelled_samples", 0) / float(report.get("rate") or SAMPLE_RATE)
+    if seconds < SILENCE_BLOCK / SAMPLE_RATE:
+        return []
+    return [f"the audio's channels cancel each other when mixed to mono for {seconds:.1f} s (one is probably "
+            f"phase-inverted: a fault to fix in the file); the loudest channel alone was used there"]
 
 
 def _check_decoded(p: Path, got_samples: int, sample_rate: int, listed_s: float) -> None:
@@ -62,23 +135,32 @@ def _check_decoded(p: Path, got_samples: int, sample_rate: int, listed_s: float)
                                 f"but only {got_s:.2f} s could be decoded")
 
 
-def read_audio(path: PathLike, *, sample_rate: int = SAMPLE_RATE, video_start_s: float | None = None) -> np.ndarray:
+def read_audio(path: PathLike, *, sample_rate: int = SAMPLE_RATE, video_start_s: float | None = None,
+               report: dict | None = None) -> np.ndarray:
     """Decode the first audio stream to mono float32 at ``sample_rate``, aligned to the video.
 
     Sample 0 plays at the first video frame's presentation time (``video_start_s``, read from
     the file when not given; 0 for audio-only files). Audio that starts later is padded with
     silence at the front; audio that starts earlier is trimmed. For long files,
     :func:`iter_audio` gives the same samples a piece at a time.
+
+    Several channels are mixed as FFmpeg mixes them to mono, except where they cancel in the
+    mix (a phase-inverted channel): there the loudest channel is taken alone. ``report``, a
+    dict, gets ``rate`` and ``cancelled_samples`` (how many samples were so taken; see
+    :func:`channel_warning`).
     """
-    pieces = list(iter_audio(path, sample_rate=sample_rate, video_start_s=video_start_s))
+    pieces = list(iter_audio(path, sample_rate=sample_rate, video_start_s=video_start_s, report=report))
     return np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
 
 
-def iter_audio(path: PathLike, *, sample_rate: int = SAMPLE_RATE, video_start_s: float | None = None) -> Iterator[np.ndarray]:
+def iter_audio(path: PathLike, *, sample_rate: int = SAMPLE_RATE, video_start_s: float | None = None,
+               report: dict | None = None) -> Iterator[np.ndarray]:
     """:func:`read_audio`'s samples as consecutive mono float32 pieces (as they decode, ~20–60 ms
     each), so a long file's audio is never held at once. The same checks are made; those that
-    need the whole stream (nothing decodable, truncated) raise after the last piece."""
-    for x in _aligned_pieces(_check_path(path), {}, rate=sample_rate, mono=True, video_start_s=video_start_s):
+    need the whole stream (nothing decodable, truncated) raise after the last piece. ``report``:
+    as :func:`read_audio`'s, complete once the last piece is taken."""
+    meta = {} if report is None else report
+    for x in _aligned_pieces(_check_path(path), meta, rate=sample_rate, mono=True, video_start_s=video_start_s):
         yield x[0]
 
 
@@ -225,12 +307,6 @@ def _rechunk(pieces: Iterable[np.ndarray], size: int) -> Iterator[np.ndarray]:
                 buf, have = [], 0
     if have:
         yield np.concatenate(buf, axis=1)
-
-
-SILENCE_DBFS = -55.0
-"""Audio whose loudest 0.2 s stays below this level (dB full scale) holds no speech."""
-SILENCE_BLOCK = SAMPLE_RATE // 5
-"""The 0.2 s stretch (samples) the silence rule reads, aligned at sample 0."""
 
 
 class BlockPower:

@@ -5,7 +5,7 @@ import os
 
 from ..faces import analyze_faces
 from ..features import require_span
-from ..media import iter_audio, probe, require_audio, require_video
+from ..media import channel_warning, iter_audio, probe, require_audio, require_video
 from ..model import VideoWindowEmbedder, resolve_model
 from ..options import FaceOptions, SpeakerOptions, split_settings
 from ..progress import ProgressFn, silent
@@ -42,4 +42,8 @@ def detect_speakers(video: str | os.PathLike, options: SpeakerOptions | None = N
     analysis = analyze_faces(video, **faces.analyze_kwargs(), embed=VideoWindowEmbedder(net),
                              embed_step=opts.window_step, crop_geometry=net.config.crop_geometry, progress=progress)
     # the audio streams too: decoded, turned into MFCC and embedded a piece at a time
-    return score_faces(analysis, iter_audio(video, video_start_s=info.video_start_s), net, opts, progress=progress)
+    report: dict = {}
+    result = score_faces(analysis, iter_audio(video, video_start_s=info.video_start_s, report=report), net, opts,
+                         progress=progress)
+    result.warnings.extend(channel_warning(report))
+    return result

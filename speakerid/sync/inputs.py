@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from ..faces import analyze_faces
 from ..features import compute_mfcc, iter_mfcc
-from ..media import SILENCE_BLOCK, SILENCE_DBFS, BlockPower, iter_audio
+from ..media import SILENCE_BLOCK, SILENCE_DBFS, BlockPower, channel_warning, iter_audio
 from ..model import Embedder, VideoWindowEmbedder
 from ..options import FaceOptions
 from ..progress import ProgressFn, silent
@@ -64,6 +64,8 @@ class SyncAudio:
     """Decoding, MFCC and embedding."""
     streamed: bool = False
     """Embedded piece by piece while decoding (the pass reported its own progress)."""
+    warnings: list[str] = field(default_factory=list)
+    """What may make a measurement from this audio wrong (channels that cancel in a mono mix)."""
 
 
 class LoudnessTap:
@@ -114,11 +116,13 @@ def stream_audio(video: PathLike, model, progress: ProgressFn = silent, duration
     ``duration_s`` (the container's figure)."""
     t0 = time.perf_counter()
     total = max(1, int(math.ceil(duration_s or 0.0)))
-    tap = LoudnessTap(iter_audio(video), on_seconds=lambda sec: progress("audio", min(int(sec), total), total))
+    report: dict = {}
+    tap = LoudnessTap(iter_audio(video, report=report),
+                      on_seconds=lambda sec: progress("audio", min(int(sec), total), total))
     emb, _T = Embedder(model).stored_sequence(iter_mfcc(tap), step=1, dtype=np.float32)
     progress("audio", total, total)
     return SyncAudio(emb=emb, num_samples=tap.num_samples, silent=tap.silent, seconds=time.perf_counter() - t0,
-                     streamed=True)
+                     streamed=True, warnings=channel_warning(report))
 
 
 def embed_video(video: PathLike, model, *, analysis=None, progress: ProgressFn = silent,

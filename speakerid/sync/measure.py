@@ -211,7 +211,7 @@ def _base(inputs: SyncInputs, options: SyncOptions, grid: _Grid, name: str) -> d
     return dict(video=name, search_ms=float(options.search_ms), step_ms=float(grid.step_cols * MS_PER_COL),
                 aggregate=options.aggregate, shifts_ms=grid.ms, duration_s=inputs.duration_s,
                 source_fps=float(a.info.fps or a.timeline.source_fps),
-                model=getattr(model, "fingerprint", "") or "unpackaged")
+                model=getattr(model, "fingerprint", "") or "unpackaged", warnings=list(inputs.audio.warnings))
 
 
 def _no_answer(inputs: SyncInputs, options: SyncOptions, grid: _Grid, name: str, status: str, message: str) -> SyncResult:

@@ -135,6 +135,9 @@ class SyncResult:
     unreliable_because: list[str] = field(default_factory=list)
     evidence: dict = field(default_factory=dict)
     """The features ``p_correct`` is computed from (confidence, second_peak, windows, span)."""
+    warnings: list[str] = field(default_factory=list)
+    """What may make the result wrong beyond the evidence, in words (channels of the audio that
+    cancel in a mono mix)."""
 
     @property
     def ok(self) -> bool:
@@ -148,8 +151,9 @@ class SyncResult:
 
     def describe(self) -> str:
         """One line a person can read: what was found, with the sign spelled out."""
+        notes = "".join(f" — WARNING: {w}" for w in self.warnings)
         if self.offset_ms is None:
-            return f"{self.video}: no offset ({self.status}): {self.message}"
+            return f"{self.video}: no offset ({self.status}): {self.message}{notes}"
         o = self.offset_ms
         if abs(o) < MS_PER_COL / 2:
             rel = "in sync"
@@ -162,7 +166,7 @@ class SyncResult:
                 f"face track {self.track_id}" + (" — DRIFT: offsets differ by "
                                                  f"{self.drift_range_ms:.0f} ms between segments" if self.drift else "")
                 + (f" — at the edge of the ±{self.search_ms:.0f} ms search: the offset may be larger, measure "
-                   "again with a larger search" if self.at_search_edge else ""))
+                   "again with a larger search" if self.at_search_edge else "") + notes)
 
     def to_dict(self, *, curves: bool = False, windows: bool = True) -> dict:
         """A JSON-ready dict. ``curves`` adds every window's distance curve (large)."""
@@ -172,7 +176,7 @@ class SyncResult:
             "confidence": round(self.confidence, 4),
             "p_correct": None if self.p_correct is None else round(self.p_correct, 4),
             "reliable": self.reliable, "unreliable_because": list(self.unreliable_because),
-            "evidence": self.evidence,
+            "evidence": self.evidence, "warnings": list(self.warnings),
             "candidate_ms": None if self.candidate_ms is None else round(self.candidate_ms, 1),
             "convention": "offset_ms = t_audio - t_video; negative = audio leads the video",
             "track_id": self.track_id, "track_ids": self.track_ids,
