@@ -479,3 +479,12 @@ def test_sync_and_speakers_measure_a_phase_inverted_file_and_say_so(phase_invert
     assert r.to_dict()["warnings"] == r.warnings
     s = detect_speakers(phase_inverted, model=model)
     assert s.segments and any("phase-inverted" in w for w in s.warnings)
+
+
+def test_the_cli_says_the_channels_cancel(phase_inverted, tmp_path):
+    p = _cli("sync", phase_inverted, "-q")
+    assert p.returncode == 0 and "phase-inverted" in p.stdout
+    before = sha256(phase_inverted)
+    p = _cli("fix", phase_inverted, "-o", tmp_path / "fixed.mov", "--offset-ms", "80", "-q")
+    assert p.returncode == 0 and "speakerid: warning:" in p.stderr and "phase-inverted" in p.stderr
+    assert sha256(phase_inverted) == before

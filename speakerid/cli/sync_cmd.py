@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 from .common import add_command, add_json_arg, add_pipeline_args, check_outputs, options_from_args, write_json_text
 
@@ -88,4 +89,7 @@ def _fix(args) -> int:
             print(f"  residual: not measurable ({rr.residual.status})")
         else:
             print(f"  residual offset {rr.residual.offset_ms:+.0f} ms (confidence {rr.residual.confidence:.3f})")
+    # the input's audio faults (a phase-inverted channel) are copied into the output with it
+    for w in dict.fromkeys(w for r in (rr.measured, rr.residual) if r is not None for w in r.warnings):
+        print(f"speakerid: warning: {w}", file=sys.stderr)
     return 0
