@@ -26,6 +26,7 @@ def process_video(path: Path, out_dir: Path, opts: BatchOptions, model, detector
         info = probe(path)
         row.update(duration_s=round(info.duration_s, 3), fps=round(info.fps, 4))
         outputs = []
+        warnings: list[str] = []
         if opts.task in ("sync", "both"):
             from ..sync import measure_sync
 
@@ -35,6 +36,7 @@ def process_video(path: Path, out_dir: Path, opts: BatchOptions, model, detector
             outputs.append(str(o))
             row.update(offset_ms=r.offset_ms, confidence=round(r.confidence, 4), p_correct=r.p_correct,
                        reliable=r.reliable, sync_status=r.status, drift=r.drift)
+            warnings += r.warnings
         if opts.task in ("speakers", "both"):
             from ..speakers import detect_speakers
 
@@ -43,8 +45,9 @@ def process_video(path: Path, out_dir: Path, opts: BatchOptions, model, detector
                 o = out_dir / f"{stem}{suffix}"
                 write(o)
                 outputs.append(str(o))
-            row.update(tracks=len(s.tracks), speaking_segments=len(s.segments),
-                       speakers_offset_ms=s.offset_ms, warnings=s.warnings)
+            row.update(tracks=len(s.tracks), speaking_segments=len(s.segments), speakers_offset_ms=s.offset_ms)
+            warnings += s.warnings
+        row["warnings"] = list(dict.fromkeys(warnings))  # both tasks read the same audio: once each
         row["outputs"] = outputs
     except SpeakerIdError as e:
         row.update(status=type(e).__name__, message=str(e))
