@@ -186,6 +186,37 @@ def with_stereo(src: Path, dst: Path, right_gain: float, acodec: str = "pcm_s16l
                        codec_options={"preset": "ultrafast"})
 
 
+def with_silent_first_audio_stream(src: Path, dst: Path) -> Path:
+    """``src``'s video with two audio streams: the first silent (an empty or unused track, as
+    broadcast files carry), the second ``src``'s sound."""
+    imgs, audio = _clip(src)
+    h, w = imgs[0].shape[:2]
+    with av.open(str(dst), mode="w") as out:
+        vs = out.add_stream("libx264", rate=25)
+        vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
+        vs.options = {"preset": "ultrafast"}
+        streams = [out.add_stream("aac", rate=48000, layout="mono") for _ in range(2)]
+        for i, img in enumerate(imgs):
+            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="bgr24")
+            vf.pts = i
+            for pkt in vs.encode(vf):
+                out.mux(pkt)
+        for pkt in vs.encode():
+            out.mux(pkt)
+        for st, sound in zip(streams, (np.zeros_like(audio), audio), strict=True):
+            fs = st.codec_context.frame_size or 1024
+            for s in range(0, sound.size, fs):
+                chunk = np.zeros((1, fs), np.float32)
+                chunk[0, :min(fs, sound.size - s)] = sound[s:s + fs]
+                af = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="mono")
+                af.sample_rate, af.pts, af.time_base = 48000, s, Fraction(1, 48000)
+                for pkt in st.encode(af):
+                    out.mux(pkt)
+            for pkt in st.encode():
+                out.mux(pkt)
+    return dst
+
+
 def repeated_with_drift(src: Path, dst: Path, delays_ms: list[float]) -> Path:
     """``src`` once per entry of ``delays_ms``, each copy's audio delayed by that much (a file
     whose offset changes along it, as a frame-rate mismatch makes it)."""

@@ -488,3 +488,17 @@ def test_the_cli_says_the_channels_cancel(phase_inverted, tmp_path):
     p = _cli("fix", phase_inverted, "-o", tmp_path / "fixed.mov", "--offset-ms", "80", "-q")
     assert p.returncode == 0 and "speakerid: warning:" in p.stderr and "phase-inverted" in p.stderr
     assert sha256(phase_inverted) == before
+
+
+
+def test_a_silent_first_audio_stream_is_named_as_such(rw_dir, model):
+    """Only the first audio stream is read: when it is silent and the file has others, the
+    finding says so and how to take another out, instead of calling the file's audio silent."""
+    from speakerid.speakers import detect_speakers
+
+    f = mediagen.with_silent_first_audio_stream(GRID_CLIP, rw_dir / "two_audio_streams.mp4")
+    assert probe(f).audio_streams == 2 and probe(GRID_CLIP).audio_streams == 1
+    r = measure_sync(f, model=model)
+    assert r.status == "no_speech" and "2 audio streams" in r.message and "-map 0:a:K" in r.message
+    s = detect_speakers(f, model=model)
+    assert not s.segments and [w for w in s.warnings if "silent" in w and "2 audio streams" in w]

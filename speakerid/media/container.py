@@ -50,6 +50,16 @@ class MediaInfo:
     audio_channels: int = 0
     audio_codec: str = ""
     audio_start_s: float = 0.0
+    audio_streams: int = 0
+    """How many audio streams the file holds; speakerid reads the first."""
+
+    def first_audio_only(self) -> str:
+        """What to add to a finding about the audio when the file has other audio streams than
+        the one read (broadcast files often carry a music-and-effects track, or one per channel)."""
+        if self.audio_streams <= 1:
+            return ""
+        return (f"; the file has {self.audio_streams} audio streams and only the first is read (to measure "
+                f"another, copy it out first: ffmpeg -i IN -map 0:v:0 -map 0:a:K -c copy OUT, K from 1)")
 
     @property
     def display_size(self) -> tuple[int, int]:
@@ -173,7 +183,7 @@ def probe(path: PathLike) -> MediaInfo:
             start = float(aus.start_time * aus.time_base) if aus.start_time is not None and aus.time_base else 0.0
             kw.update(has_audio=True, audio_rate=int(aus.codec_context.sample_rate or aus.rate or 0),
                       audio_channels=int(aus.codec_context.channels or 0) if hasattr(aus.codec_context, "channels") else 0,
-                      audio_codec=aus.codec_context.name, audio_start_s=start)
+                      audio_codec=aus.codec_context.name, audio_start_s=start, audio_streams=len(c.streams.audio))
             if not kw["audio_channels"]:
                 with contextlib.suppress(Exception):
                     kw["audio_channels"] = aus.codec_context.layout.nb_channels

@@ -253,7 +253,7 @@ def score_faces(analysis, audio: np.ndarray | Iterable[np.ndarray], model, optio
     if loudness.silent:
         # chance structure in the evidence would otherwise be decoded into speakers
         result.warnings.append(f"the audio is silent (below {SILENCE_DBFS:.0f} dBFS throughout): nobody can be "
-                               f"heard speaking, so no face is scored")
+                               f"heard speaking, so no face is scored" + analysis.info.first_audio_only())
         result.tracks = [_unscored(t) for t in analysis.tracks]
         return result
     result.warnings.extend(noise_warning(diag["energy_spread_db"], smooth_frames))

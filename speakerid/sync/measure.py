@@ -116,7 +116,8 @@ def measure_prepared(inputs: SyncInputs, options: SyncOptions | None = None, *, 
         raise NoFaceError(f"{name}: no usable face track with id {options.track}")
     if not tws or audio.silent:
         status, msg = (("no_face", "no face big enough to read the lips from was found") if not tws else
-                       ("no_speech", f"the audio is silent (below {SILENCE_DBFS:.0f} dBFS throughout)"))
+                       ("no_speech", f"the audio is silent (below {SILENCE_DBFS:.0f} dBFS throughout)"
+                                     + video.analysis.info.first_audio_only()))
         return _no_answer(inputs, options, grid, name, status, msg)
     if not audio.streamed:
         progress("embed audio", 1, 1)
