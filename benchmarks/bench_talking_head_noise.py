@@ -43,6 +43,14 @@ def voiced_frames(audio: np.ndarray, frame_times: np.ndarray, aggressiveness: in
     return flags[idx] if flags.size else np.zeros(frame_times.size, bool)
 
 
+def labelled_frames(res) -> np.ndarray:
+    """Per source frame: whether any face is labelled speaking."""
+    labelled = np.zeros(res.num_frames, bool)
+    for t in res.tracks:
+        labelled[np.asarray(t.frames, np.int64)[np.asarray(t.speaking, bool)]] = True
+    return labelled
+
+
 def clips(group: str) -> list[Path]:
     out = sorted(p for p in EVAL.glob("*.mp4") if (identity(p.name) in FINAL_GROUP) == (group == "final"))
     if not out:
@@ -78,10 +86,7 @@ def main(argv=None) -> int:
             res = score_faces(fa, mix(audio, babble, snr, at=i * 7919), model, noise_smoothing=not a.fixed_smooth)
             times = np.asarray(res.frame_times, np.float64)
             voiced = voiced_frames(audio, times)
-            labelled = np.zeros(res.num_frames, bool)
-            for t in res.tracks:
-                f = np.asarray(t.frames, np.int64)
-                labelled[f[np.asarray(t.speaking, bool)]] = True
+            labelled = labelled_frames(res)
             k = tally[snr]
             k["voiced"] += int(voiced.sum())
             k["voiced_labelled"] += int((voiced & labelled).sum())

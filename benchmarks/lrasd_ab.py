@@ -55,7 +55,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from bench_asd import match_item, metrics  # noqa: E402
 from bench_noise import make_babble, mix  # noqa: E402
-from bench_talking_head_noise import clips, voiced_frames  # noqa: E402
+from bench_talking_head_noise import clips, labelled_frames, voiced_frames  # noqa: E402
 from calibrate_segments import composite_inputs  # noqa: E402
 
 CHUNK_FRAMES = 150
@@ -359,9 +359,7 @@ def main(argv=None) -> int:
             res = score_faces(fa, noisy, model)
             voiced = voiced_frames(audio, np.asarray(res.frame_times, np.float64))
             for key, r in [("lrasd", alone(res, act))] + [(k, fused(res, act, w, g)) for k, w, g in variants]:
-                lab = np.zeros(res.num_frames, bool)
-                for t in r.tracks:
-                    lab[np.asarray(t.frames, np.int64)[np.asarray(t.speaking, bool)]] = True
+                lab = labelled_frames(r)
                 k = tally.setdefault(f"{snr:g}", {}).setdefault(key, [0, 0, 0, 0])
                 k[0] += int(voiced.sum())
                 k[1] += int((voiced & lab).sum())

@@ -347,3 +347,9 @@ class BlockPower:
         if n == 0:
             return float("-inf")
         return float(10.0 * np.log10(p[:n * k].reshape(n, k).mean(axis=1).max() + 1e-24))
+
+    @property
+    def silent(self) -> bool:
+        """No 0.2 s of the audio reaches ``SILENCE_DBFS`` (audio shorter than 0.2 s included):
+        the silence rule sync and speakers share. Needs a block size dividing 0.2 s."""
+        return self.loudest_db(SILENCE_BLOCK) < SILENCE_DBFS

@@ -20,8 +20,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from ..media import SILENCE_BLOCK, SILENCE_DBFS, BlockPower
-from ..timebase import SAMPLE_RATE
+from ..media import BlockPower
+from ..timebase import SAMPLE_RATE, VIDEO_FPS
 
 FRAME_SAMPLES = SAMPLE_RATE // 100
 """10 ms frames."""
@@ -49,11 +49,6 @@ class FrameEnergyTap(BlockPower):
     def energies_db(self) -> np.ndarray:
         return (10.0 * np.log10(self.powers + 1e-10)).astype(np.float32)
 
-    @property
-    def silent(self) -> bool:
-        """No 0.2 s of the audio reaches ``SILENCE_DBFS``: the silence rule of sync."""
-        return self.loudest_db(SILENCE_BLOCK) < SILENCE_DBFS
-
 
 def energy_spread_db(energies_db: np.ndarray) -> float:
     """90th less 10th percentile of the frame energies (dB); inf for under 0.5 s of audio."""
@@ -69,7 +64,7 @@ def noise_warning(spread_db: float, smooth_frames: int) -> list[str]:
         return []
     return [f"the audio has a loud background (its quiet moments are only {spread_db:.0f} dB below its loud ones): "
             f"lip-sync evidence is weaker in noise, so who speaks when is less certain; scores were averaged over "
-            f"{smooth_frames} frames ({smooth_frames / 25:.1f} s), and speech may go to nobody or an off-screen "
+            f"{smooth_frames} frames ({smooth_frames / VIDEO_FPS:.1f} s), and speech may go to nobody or an off-screen "
             f"voice go unreported"]
 
 

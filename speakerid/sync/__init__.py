@@ -20,8 +20,9 @@ from __future__ import annotations
 
 from ..evidence import AGGREGATES, DEFAULT_AGGREGATE, DRIFT_TOLERANCE_MS, aggregate_windows
 from ..features import min_duration_s
+from ..media import SILENCE_DBFS
 from ..options import SyncOptions
-from .inputs import SILENCE_DBFS, SyncAudio, SyncInputs, SyncVideo, audio_embeddings, embed_audio, embed_video
+from .inputs import SyncAudio, SyncInputs, SyncVideo, audio_embeddings, embed_audio, embed_video
 from .measure import measure_prepared, measure_sync, prepare_sync
 from .repair import repair_sync, shift_sync
 from .results import RepairResult, SyncResult, SyncSegment, SyncWindows, TrackSync

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..faces import analyze_faces
 from ..features import compute_mfcc, iter_mfcc
-from ..media import SILENCE_BLOCK, SILENCE_DBFS, BlockPower, channel_warning, iter_audio
+from ..media import SILENCE_BLOCK, BlockPower, channel_warning, iter_audio
 from ..model import Embedder, VideoWindowEmbedder
 from ..options import FaceOptions
 from ..progress import ProgressFn, silent
@@ -90,7 +90,7 @@ class LoudnessTap:
 
     @property
     def silent(self) -> bool:
-        return bool(self.num_samples < self.HOP or self._blocks.loudest_db(self.HOP) < SILENCE_DBFS)
+        return self._blocks.silent
 
 
 def is_silent(audio: np.ndarray) -> bool:

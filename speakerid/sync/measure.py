@@ -26,14 +26,14 @@ import numpy as np
 from ..errors import NoFaceError
 from ..evidence import ClipAggregate, aggregate_windows, window_confidence, window_distances
 from ..features import require_span
-from ..media import probe, require_audio, require_video
+from ..media import SILENCE_DBFS, probe, require_audio, require_video
 from ..model import resolve_model
 from ..options import FaceOptions, SyncOptions, split_settings
 from ..progress import ProgressFn, silent
 from ..reliability import RELIABLE_P, p_correct, sync_evidence, unreliable_reasons
 from ..smoothing import centred_mean
 from ..timebase import MS_PER_COL, SAMPLE_RATE, VIDEO_FPS, WINDOW_FRAMES
-from .inputs import SILENCE_DBFS, SyncAudio, SyncInputs, SyncVideo, TrackWindows, embed_video, stream_audio
+from .inputs import SyncAudio, SyncInputs, SyncVideo, TrackWindows, embed_video, stream_audio
 from .results import PathLike, SyncResult, SyncSegment, SyncWindows, TrackSync
 
 SPEAKER_SMOOTH_S = 1.0
